@@ -1,0 +1,1 @@
+"""Extensions to megatron-core: CPU shims and the optional-GPU-library guard (compat)."""
