@@ -1,0 +1,65 @@
+"""Process-group set-up at the edge of the program: torch.distributed + megatron-core's
+parallel_state, CPU shims when CUDA is absent, and the seeded RNG tracker."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import torch
+import torch.distributed as dist
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def init_parallel(
+    tensor_model_parallel_size: int = 1,
+    pipeline_model_parallel_size: int = 1,
+    seed: int = 1234,
+    backend: str | None = None,
+) -> None:
+    """Initialise torch.distributed (from torchrun/Slurm env vars, or as a world of one)
+    and megatron-core's model-parallel groups. Idempotent for the same sizes."""
+    from megatron.core import parallel_state, tensor_parallel
+
+    from megatron_ext.cpu import apply_cpu_shims, model_parallel_manual_seed
+
+    cuda = torch.cuda.is_available()
+    if not cuda:
+        apply_cpu_shims()
+    if not dist.is_initialized():
+        if "RANK" not in os.environ:  # a single process outside any launcher
+            os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+            os.environ.setdefault("MASTER_PORT", str(_free_port()))
+            os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
+        if cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        dist.init_process_group(backend or ("nccl" if cuda else "gloo"))
+    if parallel_state.model_parallel_is_initialized():
+        same = (
+            parallel_state.get_tensor_model_parallel_world_size() == tensor_model_parallel_size
+            and parallel_state.get_pipeline_model_parallel_world_size() == pipeline_model_parallel_size
+        )
+        if not same:
+            parallel_state.destroy_model_parallel()
+    if not parallel_state.model_parallel_is_initialized():
+        parallel_state.initialize_model_parallel(
+            tensor_model_parallel_size=tensor_model_parallel_size,
+            pipeline_model_parallel_size=pipeline_model_parallel_size,
+        )
+    if cuda:
+        tensor_parallel.model_parallel_cuda_manual_seed(seed)
+    else:
+        model_parallel_manual_seed(seed)
+
+
+def destroy_parallel() -> None:
+    from megatron.core import parallel_state
+
+    parallel_state.destroy_model_parallel()
+    if dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,158 @@
+"""The encoder's typed configuration, and its translation to megatron-core's."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+TRANSFORMER_IMPLS = ("local", "transformer_engine")
+
+
+@dataclass
+class RexBertConfig:
+    """Architecture and numerics of one ModernBERT-style encoder.
+
+    Defaults are ModernBERT's; the named sizes live in ``conf/model/*.yaml``.
+    """
+
+    num_layers: int = 22
+    hidden_size: int = 768
+    num_attention_heads: int = 12
+    ffn_hidden_size: int = 1152
+    vocab_size: int = 50368
+    # Layers 0, n, 2n, ... (counted from 0) attend globally; the rest use the local window.
+    global_attn_every_n_layers: int = 3
+    # Total width of the local window, ModernBERT's ``local_attention``: |i - j| <= 64.
+    local_attention_window: int = 128
+    global_rope_theta: float = 160_000.0
+    local_rope_theta: float = 10_000.0
+    max_position_embeddings: int = 8192
+    norm_eps: float = 1e-5
+    initializer_range: float = 0.02
+    initializer_cutoff_factor: float = 2.0
+    embedding_dropout: float = 0.0
+    attention_dropout: float = 0.0
+    mlp_dropout: float = 0.0
+    pad_token_id: int = 50283
+    # "local": pure torch, runs anywhere (CPU tests). "transformer_engine": TE linears and
+    # fused attention on GPU (FP8-capable); needs transformer-engine.
+    transformer_impl: str = "local"
+    # "sdpa" (torch, padded or packed) for the local impl; TE picks its own kernels.
+    params_dtype: str = "float32"
+    tensor_model_parallel_size: int = 1
+    pipeline_model_parallel_size: int = 1
+    # "none" | "full" (recompute every layer in backward) | "selective" (core attention only)
+    recompute: str = "none"
+    seed: int = 1234
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"model.hidden_size={self.hidden_size} must be divisible by "
+                f"model.num_attention_heads={self.num_attention_heads}"
+            )
+        if self.transformer_impl not in TRANSFORMER_IMPLS:
+            raise ValueError(
+                f"model.transformer_impl={self.transformer_impl!r}: choose one of {TRANSFORMER_IMPLS}"
+            )
+        if self.local_attention_window % 2:
+            raise ValueError(
+                f"model.local_attention_window={self.local_attention_window} must be even "
+                "(it is the total width of a symmetric window)"
+            )
+        if self.global_attn_every_n_layers < 1:
+            raise ValueError("model.global_attn_every_n_layers must be >= 1")
+        if self.recompute not in ("none", "full", "selective"):
+            raise ValueError(f"model.recompute={self.recompute!r}: choose none, full or selective")
+        if self.params_dtype not in ("float32", "bfloat16", "float16"):
+            raise ValueError(f"model.params_dtype={self.params_dtype!r}: float32, bfloat16 or float16")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    @property
+    def window_half_width(self) -> int:
+        return self.local_attention_window // 2
+
+    def is_global_layer(self, layer_index: int) -> bool:
+        """``layer_index`` counted from 0 over the whole model (not per pipeline stage)."""
+        return layer_index % self.global_attn_every_n_layers == 0
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return getattr(torch, self.params_dtype)
+
+
+def _trunc_normal_init(std: float, cutoff: float):
+    def init_(tensor: torch.Tensor) -> torch.Tensor:
+        return torch.nn.init.trunc_normal_(tensor, mean=0.0, std=std, a=-cutoff * std, b=cutoff * std)
+
+    return init_
+
+
+def init_stds(config: RexBertConfig) -> dict[str, float]:
+    """ModernBERT's initialisation: truncated normals, "out" projections scaled by depth."""
+    return {
+        "in": config.initializer_range,
+        "out": config.initializer_range / math.sqrt(2.0 * config.num_layers),
+        "embedding": config.initializer_range,
+    }
+
+
+def to_transformer_config(config: RexBertConfig, sequence_parallel: bool = False):
+    """megatron-core's ``TransformerConfig`` for this encoder.
+
+    Exact GELU (not megatron's tanh-approximated fused GeGLU), no biases, no fusions that
+    change numerics; ModernBERT's truncated-normal init through megatron's init methods.
+    """
+    import torch.nn.functional as F
+    from megatron.core.transformer.enums import AttnBackend
+    from megatron.core.transformer.transformer_config import TransformerConfig
+
+    stds = init_stds(config)
+    cutoff = config.initializer_cutoff_factor
+    use_te = config.transformer_impl == "transformer_engine"
+    dtype = config.torch_dtype
+    return TransformerConfig(
+        num_layers=config.num_layers,
+        hidden_size=config.hidden_size,
+        num_attention_heads=config.num_attention_heads,
+        ffn_hidden_size=config.ffn_hidden_size,
+        kv_channels=config.head_dim,
+        add_bias_linear=False,
+        add_qkv_bias=False,
+        gated_linear_unit=True,
+        activation_func=F.gelu,
+        bias_activation_fusion=False,
+        bias_dropout_fusion=False,
+        masked_softmax_fusion=False,
+        apply_rope_fusion=False,
+        rotary_interleaved=False,
+        persist_layer_norm=False,
+        normalization="LayerNorm",
+        layernorm_epsilon=config.norm_eps,
+        hidden_dropout=config.mlp_dropout,
+        attention_dropout=config.attention_dropout,
+        init_method=_trunc_normal_init(stds["in"], cutoff),
+        output_layer_init_method=_trunc_normal_init(stds["out"], cutoff),
+        embedding_init_method=_trunc_normal_init(stds["embedding"], cutoff),
+        init_method_std=config.initializer_range,
+        use_cpu_initialization=not torch.cuda.is_available(),
+        params_dtype=dtype,
+        pipeline_dtype=dtype,
+        bf16=dtype == torch.bfloat16,
+        fp16=dtype == torch.float16,
+        tensor_model_parallel_size=config.tensor_model_parallel_size,
+        pipeline_model_parallel_size=config.pipeline_model_parallel_size,
+        sequence_parallel=sequence_parallel,
+        attention_backend=AttnBackend.auto if use_te else AttnBackend.local,
+        recompute_granularity=None if config.recompute == "none" else config.recompute,
+        recompute_method="uniform" if config.recompute == "full" else None,
+        recompute_num_layers=1 if config.recompute == "full" else None,
+        recompute_modules=["core_attn"] if config.recompute == "selective" else None,
+        deallocate_pipeline_outputs=False,
+    )

@@ -1,0 +1,138 @@
+"""RexBERT: a ModernBERT encoder as a megatron-core ``LanguageModule``.
+
+embedding (+ LayerNorm) → TransformerBlock of per-layer specs (local/global attention,
+per-layer RoPE θ) → final norm → MLM head → decoder tied to the embedding.
+Parallelism (TP/PP) comes from megatron-core; nothing here issues a collective.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from megatron.core import tensor_parallel
+from megatron.core.models.common.embeddings.rotary_pos_embedding import RotaryEmbedding
+from megatron.core.models.common.language_module.language_module import LanguageModule
+from megatron.core.packed_seq_params import PackedSeqParams
+from megatron.core.transformer.enums import ModelType
+from megatron.core.transformer.transformer_block import TransformerBlock
+
+from rexbert.model.config import RexBertConfig, init_stds, to_transformer_config
+from rexbert.model.layers import MLMHead, RexBertEmbedding
+from rexbert.model.specs import get_rexbert_block_spec
+
+IGNORE_INDEX = -100
+
+
+class RexBertModel(LanguageModule):
+    """The encoder with its MLM head.
+
+    Inputs are either padded (``input_ids [b, s]`` + ``padding_mask [b, s]``, True at
+    padding) or packed (``input_ids [1, t]`` + ``packed_seq_params`` with ``cu_seqlens``).
+    """
+
+    def __init__(
+        self,
+        config: RexBertConfig,
+        pre_process: bool = True,
+        post_process: bool = True,
+        pg_collection=None,
+        transformer_config=None,
+        pp_rank: Optional[int] = None,
+    ) -> None:
+        transformer_config = transformer_config or to_transformer_config(config)
+        super().__init__(config=transformer_config, pg_collection=pg_collection)
+        self.rexbert_config = config
+        self.model_type = ModelType.encoder_or_decoder
+        self.pre_process = pre_process
+        self.post_process = post_process
+        self.share_embeddings_and_output_weights = True
+
+        if pre_process:
+            self.embedding = RexBertEmbedding(
+                transformer_config, config.vocab_size, config.embedding_dropout, tp_group=self.tp_group
+            )
+        # Two RoPE tables: global layers use global θ, local layers local θ.
+        use_cpu_init = transformer_config.use_cpu_initialization
+        self.rotary_global = RotaryEmbedding(
+            config.head_dim, 1.0, rotary_base=config.global_rope_theta,
+            use_cpu_initialization=use_cpu_init, cp_group=self.cp_group,
+        )
+        self.rotary_local = RotaryEmbedding(
+            config.head_dim, 1.0, rotary_base=config.local_rope_theta,
+            use_cpu_initialization=use_cpu_init, cp_group=self.cp_group,
+        )
+        self.encoder = TransformerBlock(
+            config=transformer_config,
+            spec=get_rexbert_block_spec(config, transformer_config, pp_rank=pp_rank),
+            pre_process=pre_process,
+            post_process=post_process,
+            pg_collection=self.pg_collection,
+        )
+        if post_process:
+            self.head = MLMHead(transformer_config, init_stds(config)["out"], config.initializer_cutoff_factor)
+            # The decoder: weights tied to the embedding (held here only on a last pipeline
+            # stage without the embedding), a vocab-parallel bias.
+            self.output_layer = tensor_parallel.ColumnParallelLinear(
+                config.hidden_size,
+                config.vocab_size,
+                config=transformer_config,
+                init_method=transformer_config.init_method,
+                bias=True,
+                skip_bias_add=False,
+                gather_output=False,
+                skip_weight_param_allocation=pre_process,
+                tp_group=self.tp_group,
+            )
+            with torch.no_grad():
+                self.output_layer.bias.zero_()
+        self.setup_embeddings_and_output_layer()
+
+    # -- pipeline plumbing --------------------------------------------------------------
+
+    def set_input_tensor(self, input_tensor) -> None:
+        if isinstance(input_tensor, list):
+            input_tensor = input_tensor[0]
+        self.encoder.set_input_tensor(input_tensor)
+
+    # -- forward ------------------------------------------------------------------------
+
+    def rotary_tables(self, seq_len: int) -> torch.Tensor:
+        """Stacked [2, seq_len, 1, 1, head_dim] tables (global, local)."""
+        return torch.stack([self.rotary_global(seq_len), self.rotary_local(seq_len)])
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        padding_mask: Optional[torch.Tensor] = None,
+        packed_seq_params: Optional[PackedSeqParams] = None,
+        labels: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """Returns, on the last stage, vocab-parallel logits ``[b, s, V/tp]`` — or, with
+        ``labels``, the per-token loss ``[n]`` over the positions whose label is not -100
+        (the head runs on those positions only). Earlier stages return hidden states."""
+        if packed_seq_params is not None:
+            seq_len = int(packed_seq_params.max_seqlen_q)
+            attention_mask = None
+        else:
+            seq_len = input_ids.shape[1]
+            attention_mask = None if padding_mask is None else padding_mask[:, None, None, :]
+
+        hidden = self.embedding(input_ids) if self.pre_process else None
+        hidden = self.encoder(
+            hidden_states=hidden,
+            attention_mask=attention_mask,
+            rotary_pos_emb=self.rotary_tables(seq_len),
+            packed_seq_params=packed_seq_params,
+        )
+        if not self.post_process:
+            return hidden
+
+        hidden = hidden.transpose(0, 1)  # [b, s, h]
+        weight = self.shared_embedding_or_output_weight()
+        if labels is None:
+            logits, _ = self.output_layer(self.head(hidden), weight=weight)
+            return logits
+        selected = labels != IGNORE_INDEX
+        logits, _ = self.output_layer(self.head(hidden[selected]), weight=weight)  # [n, V/tp]
+        return tensor_parallel.vocab_parallel_cross_entropy(logits.unsqueeze(0), labels[selected].unsqueeze(0))[0]
