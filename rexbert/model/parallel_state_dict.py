@@ -68,14 +68,15 @@ def load_full_state_dict(model, full: dict[str, torch.Tensor]) -> None:
     model.load_state_dict(shard_for_this_rank(model, full), strict=True)
 
 
-def gather_full_state_dict(model) -> dict[str, torch.Tensor]:
+def gather_full_state_dict(model, tensors: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """Every rank returns the full TP=1 state dict (CPU tensors). Collective over the
-    tensor- and pipeline-parallel groups of this rank."""
+    tensor- and pipeline-parallel groups of this rank. ``tensors`` (name → tensor shaped
+    like that parameter, e.g. gradients) replaces the state dict as what is gathered."""
     params, tp, _ = _tp_info(model)
     offset = _layer_offset(model)
     tp_group = parallel_state.get_tensor_model_parallel_group()
     stage: dict[str, torch.Tensor] = {}
-    for name, tensor in model.state_dict().items():
+    for name, tensor in (model.state_dict() if tensors is None else tensors).items():
         if name == "output_layer.weight" or name.endswith("._extra_state"):
             continue  # tied copy (the first stage holds the embedding) / module metadata
         param = params.get(name)
