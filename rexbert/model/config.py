@@ -155,4 +155,7 @@ def to_transformer_config(config: RexBertConfig, sequence_parallel: bool = False
         recompute_num_layers=1 if config.recompute == "full" else None,
         recompute_modules=["core_attn"] if config.recompute == "selective" else None,
         deallocate_pipeline_outputs=False,
+        # Layer 0 has no attention norm, so layers are not homogeneous: checkpoint each
+        # layer under its own key instead of stacking them (megatron's spelling).
+        hetereogenous_dist_checkpoint=True,
     )

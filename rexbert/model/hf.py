@@ -105,8 +105,9 @@ def from_hf_config(hf) -> RexBertConfig:
     )
 
 
-def _write_sentence_transformers_files(out: Path) -> None:
-    """Mean pooling, as ModernBERT's embedding models use."""
+def _write_sentence_transformers_files(out: Path, hidden_size: int) -> None:
+    """Mean pooling, as ModernBERT's embedding models use. The legacy key names load in
+    sentence-transformers 2.x through 6.x."""
     (out / "modules.json").write_text(json.dumps([
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
@@ -114,19 +115,12 @@ def _write_sentence_transformers_files(out: Path) -> None:
     (out / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 8192, "do_lower_case": False}))
     pooling = out / "1_Pooling"
     pooling.mkdir()
-    (pooling / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
+    (pooling / "config.json").write_text(json.dumps({"word_embedding_dimension": hidden_size, "pooling_mode_mean_tokens": True}))
 
 
-def save_hf_folder(full_state: dict[str, torch.Tensor], config: RexBertConfig, out_dir: str | os.PathLike,
-                   tokenizer=None) -> Path:
-    """Write a full (TP=1) state dict as a Hugging Face folder, atomically: everything goes
-    to a temporary sibling that replaces ``out_dir`` only when complete."""
+def _write_folder(tmp: Path, full_state: dict[str, torch.Tensor], config: RexBertConfig, tokenizer) -> None:
     from safetensors.torch import save_file
 
-    out = Path(out_dir)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     hf_state = megatron_to_hf(full_state, config)
     hf_state.pop("decoder.weight")  # tied: transformers re-ties it on load
     save_file({k: v.contiguous() for k, v in hf_state.items()}, tmp / WEIGHTS_NAME, metadata={"format": "pt"})
@@ -143,7 +137,22 @@ def save_hf_folder(full_state: dict[str, torch.Tensor], config: RexBertConfig, o
 
         tokenizer = load_tokenizer()
     tokenizer.save_pretrained(tmp)
-    _write_sentence_transformers_files(tmp)
+    _write_sentence_transformers_files(tmp, config.hidden_size)
+
+
+def save_hf_folder(full_state: dict[str, torch.Tensor], config: RexBertConfig, out_dir: str | os.PathLike,
+                   tokenizer=None) -> Path:
+    """Write a full (TP=1) state dict as a Hugging Face folder, atomically: everything goes
+    to a temporary sibling that replaces ``out_dir`` only when complete."""
+    out = Path(out_dir)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        _write_folder(tmp, full_state, config, tokenizer)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # never leave a half-written export behind
+        raise
     if out.exists():
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
         out.rename(old)

@@ -22,7 +22,7 @@ LENGTHS = [160, 121]
 
 
 def run_layout(tp: int, pp: int, full: dict, batch: tuple, out_dir: Path) -> dict:
-    from megatron.core import parallel_state, tensor_parallel
+    from megatron.core import tensor_parallel
     from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig, finalize_model_grads
     from megatron.core.pipeline_parallel import get_forward_backward_func
 
@@ -58,10 +58,8 @@ def run_layout(tp: int, pp: int, full: dict, batch: tuple, out_dir: Path) -> dic
     finalize_model_grads([ddp])
     grads = {n: p.main_grad.detach().clone() for n, p in model.named_parameters()}
     result = {"grads": gather_full_state_dict(model, grads)}
-    if "logits" in captured:
-        shards = [torch.empty_like(captured["logits"]) for _ in range(tp)]
-        dist.all_gather(shards, captured["logits"], group=parallel_state.get_tensor_model_parallel_group())
-        result["logits"] = torch.cat(shards, dim=-1)
+    if "logits" in captured:  # vocab-parallel → full vocab (megatron's gather; CPU-shimmed)
+        result["logits"] = tensor_parallel.gather_from_tensor_model_parallel_region(captured["logits"])
     export_hf(model, out_dir / f"export_tp{tp}_pp{pp}")
     return result
 
