@@ -19,7 +19,9 @@ export OMP_NUM_THREADS ?= 2
 venv: $(VENV)/.complete
 
 # The marker is written last: an interrupted install is redone from scratch next time.
-$(VENV)/.complete: $(DEPS)
+# No file prerequisites on purpose: the path already carries the hash of $(DEPS), and a
+# fresh clone's newer mtimes must not rebuild (and delete) a venv other clones are using.
+$(VENV)/.complete:
 	@echo "[rexbert] building venv $(VENV) (one-time, ~1-2 min)"
 	rm -rf "$(VENV)"
 	python3 -m venv "$(VENV)"
