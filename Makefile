@@ -35,8 +35,8 @@ demo: venv  ## the main job: a tiny end-to-end run on data the package ships
 test: venv  ## every test tier, each timed
 	bash scripts/run_tests.sh "$(PYTHON)"
 
-test-%: venv
-	bash scripts/run_tests.sh "$(PYTHON)" $*
+test-unit test-distributed test-integration test-gpu: venv  ## one tier
+	bash scripts/run_tests.sh "$(PYTHON)" $(@:test-%=%)
 
 sizes: venv
 	"$(PYTHON)" -m rexbert.model.sizes
