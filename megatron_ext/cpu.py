@@ -182,6 +182,30 @@ def _patch_language_module() -> None:
     LanguageModule.setup_embeddings_and_output_layer = setup_embeddings_and_output_layer
 
 
+# --- gradient clipping ----------------------------------------------------------------
+
+
+def clip_grad_by_total_norm_fp32(parameters, max_norm, total_norm, use_decoupled_grad: bool = False) -> None:
+    """megatron's ``clip_grad_by_total_norm_fp32`` without its ``torch.cuda.FloatTensor``
+    assertion: scale every gradient in place by max_norm / total_norm when that is < 1."""
+    if isinstance(parameters, torch.Tensor):
+        parameters = [parameters]
+    attr = "decoupled_grad" if use_decoupled_grad else "grad"
+    clip_coeff = max_norm / (total_norm + 1.0e-6)
+    if clip_coeff < 1.0:
+        for param in parameters:
+            grad = getattr(param, attr, None)
+            if grad is not None:
+                grad.detach().mul_(clip_coeff)
+
+
+def _patch_clip_grads() -> None:
+    from megatron.core.optimizer import clip_grads, optimizer
+
+    clip_grads.clip_grad_by_total_norm_fp32 = clip_grad_by_total_norm_fp32
+    optimizer.clip_grad_by_total_norm_fp32 = clip_grad_by_total_norm_fp32  # imported by name
+
+
 _applied = False
 
 
@@ -208,5 +232,6 @@ def apply_cpu_shims(force: bool = False) -> bool:
     mp_random._CUDA_RNG_STATE_TRACKER = _make_cpu_tracker_class()()
     mp_random._CUDA_RNG_STATE_TRACKER_INITIALIZED = True
     _patch_language_module()
+    _patch_clip_grads()
     _applied = True
     return True

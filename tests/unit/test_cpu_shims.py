@@ -113,3 +113,27 @@ def test_dist_checkpointing_round_trip(world_of_one, tmp_path):
     for (name, a), (_, b) in zip(model.state_dict().items(), other.state_dict().items()):
         if isinstance(a, torch.Tensor):
             assert torch.equal(a, b), name
+
+
+def test_megatron_optimizer_clips_gradients_on_cpu(world_of_one):
+    """get_megatron_optimizer's fp32 path clips by total norm (megatron asserts CUDA tensors
+    there); the clipped update equals plain SGD on gradients scaled to the max norm."""
+    from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
+    from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
+
+    model = build_model(small_config())
+    ddp = DistributedDataParallel(config=model.config, ddp_config=DistributedDataParallelConfig(), module=model)
+    opt = get_megatron_optimizer(OptimizerConfig(optimizer="sgd", lr=1.0, clip_grad=1e-3, weight_decay=0.0), [ddp])
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    ids, padding = padded_batch([40, 33], seed=35)
+    labels = torch.where(~padding, ids, torch.full_like(ids, -100))
+    ddp.zero_grad_buffer()
+    ddp(ids, padding_mask=padding, labels=labels).mean().backward()
+    ddp.finish_grad_sync()
+    grads = {n: p.main_grad.detach().clone() for n, p in model.named_parameters()}
+    total = torch.sqrt(sum((g.double() ** 2).sum() for g in grads.values())).item()
+    ok, grad_norm, _ = opt.step()
+    assert ok and abs(grad_norm - total) / total < 1e-5
+    scale = 1e-3 / (total + 1e-6)
+    for n, p in model.named_parameters():
+        assert torch.allclose(before[n] - p.detach(), grads[n] * scale, atol=1e-7, rtol=1e-4), n

@@ -116,3 +116,19 @@ def test_failed_export_keeps_previous_folder(exported, tmp_path, monkeypatch):
 def test_missing_folder_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere"):
         read_hf_folder(tmp_path / "nowhere")
+
+
+def test_convert_check_cli(exported, capsys):
+    from rexbert.convert import main
+
+    _, out = exported
+    assert main(["check", str(out), "--texts", "2"]) == 0
+    assert "ok" in capsys.readouterr().out
+
+
+def test_convert_reexport_cli(exported, tmp_path):
+    from rexbert.convert import main
+
+    _, out = exported
+    assert main(["reexport", str(out), str(tmp_path / "again")]) == 0
+    assert (tmp_path / "again/model.safetensors").read_bytes() == (out / "model.safetensors").read_bytes()
