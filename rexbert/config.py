@@ -14,6 +14,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
+from rexbert.data.dataset import DataConfig
 from rexbert.model.config import RexBertConfig
 
 CONF_DIR = Path(os.environ.get("REXBERT_CONF_DIR", Path(__file__).resolve().parent.parent / "conf"))
@@ -23,11 +24,13 @@ MODEL_SIZES = ("tiny", "micro", "mini", "base", "large")
 @dataclass
 class RootConfig:
     model: RexBertConfig = field(default_factory=RexBertConfig)
+    data: DataConfig = field(default_factory=DataConfig)
 
 
 def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(group="model", name="rexbert_model_schema", node=RexBertConfig)
+    cs.store(group="data", name="rexbert_data_schema", node=DataConfig)
     cs.store(name="rexbert_root_schema", node=RootConfig)
 
 
@@ -45,6 +48,12 @@ def compose_config(overrides: Sequence[str] = (), config_name: str = "config") -
 def model_config_from_dict(node: Any) -> RexBertConfig:
     """An OmegaConf node (already validated against the schema) → ``RexBertConfig``."""
     typed = OmegaConf.merge(OmegaConf.structured(RexBertConfig), node)  # strict: unknown keys fail
+    return OmegaConf.to_object(typed)
+
+
+def data_config_from_dict(node: Any) -> DataConfig:
+    """An OmegaConf node or dict → ``DataConfig``; unknown keys and wrong types fail."""
+    typed = OmegaConf.merge(OmegaConf.structured(DataConfig), node)
     return OmegaConf.to_object(typed)
 
 

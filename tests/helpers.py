@@ -51,3 +51,37 @@ def hf_model(config: RexBertConfig):
     hf_config = to_hf_config(config)
     hf_config._attn_implementation = "sdpa"
     return ModernBertForMaskedLM(hf_config).eval()
+
+
+def small_special_tokens():
+    """Special ids at the top of the 512-id test vocabulary (BPE-like ids below 500)."""
+    from rexbert.data.masking import SpecialTokens
+
+    return SpecialTokens(cls_id=501, sep_id=502, pad_id=PAD_ID, mask_id=504, num_regular=500,
+                         special_ids=frozenset({PAD_ID}))
+
+
+def write_corpus(prefix, documents, spans=None, vocab: int = SMALL_VOCAB) -> str:
+    """Write documents (lists of ids) — and optional token spans ([[s, e], …] per document) —
+    as a Megatron indexed dataset (+ ``_spans`` side-file). Returns the prefix."""
+    import numpy as np
+    from megatron.core.datasets.indexed_dataset import DType, IndexedDatasetBuilder, get_bin_path, get_idx_path
+
+    prefix = str(prefix)
+    builder = IndexedDatasetBuilder(get_bin_path(prefix), dtype=DType.optimal_dtype(vocab))
+    for doc in documents:
+        builder.add_document(torch.tensor(doc), [len(doc)])
+    builder.finalize(get_idx_path(prefix))
+    if spans is not None:
+        sp = IndexedDatasetBuilder(get_bin_path(prefix + "_spans"), dtype=np.int32)
+        for doc_spans in spans:
+            flat = np.asarray(doc_spans, dtype=np.int32).reshape(-1)
+            sp.add_document(torch.from_numpy(flat), [len(flat)])
+        sp.finalize(get_idx_path(prefix + "_spans"))
+    return prefix
+
+
+def random_documents(count: int, min_len: int, max_len: int, seed: int = 0, num_regular: int = 500):
+    gen = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(min_len, max_len + 1, (count,), generator=gen).tolist()
+    return [torch.randint(4, num_regular, (n,), generator=gen).tolist() for n in lengths]

@@ -49,3 +49,14 @@ def test_invalid_values_name_the_key():
 def test_global_layers_are_every_third_from_zero():
     cfg = RexBertConfig(num_layers=7)
     assert [i for i in range(7) if cfg.is_global_layer(i)] == [0, 3, 6]
+
+
+def test_data_config_is_typed_and_strict():
+    from rexbert.config import data_config_from_dict
+
+    cfg = data_config_from_dict({"blend": ["0.5", "a", "0.5", "b"], "masking": {"strategy": "uniform"}})
+    assert cfg.masking.strategy == "uniform" and cfg.blend[1] == "a"
+    with pytest.raises(ConfigKeyError, match="mask_rato"):
+        data_config_from_dict({"masking": {"mask_rato": 0.2}})
+    with pytest.raises(ValueError, match="data.masking.strategy"):
+        data_config_from_dict({"masking": {"strategy": "nope"}})

@@ -1,0 +1,1 @@
+"""Pretraining data: documents from Megatron .bin/.idx, packing, blends, sampling, masking."""
