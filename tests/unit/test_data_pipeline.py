@@ -129,3 +129,17 @@ def test_packed_and_padded_give_the_same_per_document_loss(world_of_one, corpora
     per_doc_packed = torch.stack([c.sum() for c in loss_packed.split(counts)])
     per_doc_padded = torch.stack([c.sum() for c in loss_padded.split(counts)])
     assert (per_doc_packed - per_doc_padded).abs().max().item() <= 1e-5
+
+
+def test_loader_yields_the_sampler_order(corpora):
+    from rexbert.data.loader import micro_batch_loader
+
+    data = make_dataset(corpora)
+    sampler = GlobalBatchSampler(4, 2, consumed_samples=8)
+    batches = iter(micro_batch_loader(data, sampler))
+    first = next(batches)
+    expected = collate_packed([data[8], data[9]])
+    assert torch.equal(first["input_ids"], expected["input_ids"])
+    assert torch.equal(first["cu_seqlens"], expected["cu_seqlens"])
+    padded = next(iter(micro_batch_loader(make_dataset(corpora, packed=False), GlobalBatchSampler(4, 2))))
+    assert padded["input_ids"].shape[0] == len(data[0]) + len(data[1])
