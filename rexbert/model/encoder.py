@@ -14,7 +14,7 @@ from megatron.core import tensor_parallel
 from megatron.core.models.common.embeddings.rotary_pos_embedding import RotaryEmbedding
 from megatron.core.models.common.language_module.language_module import LanguageModule
 from megatron.core.packed_seq_params import PackedSeqParams
-from megatron.core.transformer.enums import ModelType
+from megatron.core.transformer.enums import AttnMaskType, ModelType
 from megatron.core.transformer.transformer_block import TransformerBlock
 
 from rexbert.model.config import RexBertConfig, init_stds, to_transformer_config
@@ -97,6 +97,18 @@ class RexBertModel(LanguageModule):
 
     # -- forward ------------------------------------------------------------------------
 
+    def set_causal(self, causal: bool) -> None:
+        """Switch every layer between bidirectional (MLM) and causal (CLM) attention —
+        the same weights, so a CLM→MLM run switches mid-training."""
+        kind = AttnMaskType.causal if causal else AttnMaskType.padding
+        for layer in self.encoder.layers:
+            layer.self_attention.attn_mask_type = kind
+
+    @property
+    def is_causal(self) -> bool:
+        layers = self.encoder.layers
+        return bool(len(layers)) and layers[0].self_attention.attn_mask_type == AttnMaskType.causal
+
     def rotary_tables(self, seq_len: int) -> torch.Tensor:
         """Stacked [2, seq_len, 1, 1, head_dim] tables (global, local)."""
         return torch.stack([self.rotary_global(seq_len), self.rotary_local(seq_len)])
@@ -107,10 +119,14 @@ class RexBertModel(LanguageModule):
         padding_mask: Optional[torch.Tensor] = None,
         packed_seq_params: Optional[PackedSeqParams] = None,
         labels: Optional[torch.Tensor] = None,
-    ) -> torch.Tensor:
+        return_hidden: bool = False,
+        return_correct: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Returns, on the last stage, vocab-parallel logits ``[b, s, V/tp]`` — or, with
         ``labels``, the per-token loss ``[n]`` over the positions whose label is not -100
-        (the head runs on those positions only). Earlier stages return hidden states."""
+        (the head runs on those positions only), or with ``return_hidden`` the final
+        normalised hidden states ``[b, s, h]``. ``return_correct`` adds, with labels, whether
+        each labelled position's top-1 prediction is right. Earlier stages return hidden states."""
         if packed_seq_params is not None:
             seq_len = int(packed_seq_params.max_seqlen_q)
             attention_mask = None
@@ -129,10 +145,33 @@ class RexBertModel(LanguageModule):
             return hidden
 
         hidden = hidden.transpose(0, 1)  # [b, s, h]
+        if return_hidden:
+            return hidden
         weight = self.shared_embedding_or_output_weight()
         if labels is None:
             logits, _ = self.output_layer(self.head(hidden), weight=weight)
             return logits
         selected = labels != IGNORE_INDEX
         logits, _ = self.output_layer(self.head(hidden[selected]), weight=weight)  # [n, V/tp]
-        return tensor_parallel.vocab_parallel_cross_entropy(logits.unsqueeze(0), labels[selected].unsqueeze(0))[0]
+        targets = labels[selected]
+        losses = tensor_parallel.vocab_parallel_cross_entropy(logits.unsqueeze(0), targets.unsqueeze(0))[0]
+        if return_correct:
+            return losses, vocab_parallel_top1(logits.detach(), self.tp_group) == targets
+        return losses
+
+
+def vocab_parallel_top1(logits: torch.Tensor, tp_group) -> torch.Tensor:
+    """Global argmax ids of vocab-parallel logits [n, V/tp] (ties → the lowest id)."""
+    import torch.distributed as dist
+
+    local_max, local_arg = logits.max(dim=-1)
+    tp = dist.get_world_size(tp_group) if tp_group is not None and dist.is_initialized() else 1
+    if tp == 1:
+        return local_arg
+    rank = dist.get_rank(tp_group)
+    maxes = [torch.empty_like(local_max) for _ in range(tp)]
+    args = [torch.empty_like(local_arg) for _ in range(tp)]
+    dist.all_gather(maxes, local_max.contiguous(), group=tp_group)
+    dist.all_gather(args, (local_arg + rank * logits.shape[-1]).contiguous(), group=tp_group)
+    best = torch.stack(maxes).argmax(dim=0)
+    return torch.stack(args).gather(0, best[None])[0]

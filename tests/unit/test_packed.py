@@ -63,3 +63,34 @@ def test_packed_loss_on_masked_positions_only(world_of_one):
     expected = torch.nn.functional.cross_entropy(logits, flat[0, chosen], reduction="none")
     assert losses.shape == (len(chosen),)
     assert torch.allclose(losses, expected, atol=1e-5)
+
+
+def test_causal_switch_makes_attention_causal(world_of_one):
+    """CLM uses the same encoder with a causal mask: a token's logits ignore later tokens."""
+    model = build_model(small_config()).eval()
+    randomize_(model, seed=13)
+    ids, padding = padded_batch([120], seed=14)
+    changed = ids.clone()
+    changed[0, 60:] = (changed[0, 60:] + 7) % 500 + 4
+    model.set_causal(True)
+    assert model.is_causal
+    with torch.no_grad():
+        a, b = model(ids)[0, :60], model(changed)[0, :60]
+        packed = model(ids[0][None], packed_seq_params=packed_params([120]))[0]
+    assert torch.equal(a, b)
+    assert (packed - model(ids)[0]).abs().max() <= 1e-5
+    model.set_causal(False)
+    with torch.no_grad():
+        assert not torch.allclose(model(ids)[0, :60], model(changed)[0, :60])
+
+
+def test_return_correct_is_top1(world_of_one):
+    model = build_model(small_config()).eval()
+    randomize_(model, seed=15)
+    ids, padding = padded_batch([50, 40], seed=16)
+    labels = torch.where(~padding, ids, torch.full_like(ids, -100))
+    with torch.no_grad():
+        losses, correct = model(ids, padding_mask=padding, labels=labels, return_correct=True)
+        logits = model(ids, padding_mask=padding)
+    assert torch.equal(correct, logits[~padding].argmax(-1) == ids[~padding])
+    assert losses.shape == correct.shape
