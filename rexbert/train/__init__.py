@@ -1,0 +1,1 @@
+"""Training: optimizer, schedules, checkpoints and the trainer loop."""
