@@ -25,6 +25,7 @@ class DataConfig:
     blend_end: Optional[List[str]] = None  # weights at the end of the anneal (same prefixes)
     anneal_start_sample: int = 0
     anneal_end_sample: int = 0
+    eval_blend: Optional[List[str]] = None  # held-out data for evaluate(); masked the same way
     seq_length: int = 512
     seed: int = 1234
     packed: bool = True  # False: one document piece per row, padded (for comparison)

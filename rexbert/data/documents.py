@@ -33,7 +33,10 @@ class DocumentSource:
         spans_prefix = self.prefix + SPANS_SUFFIX
         self._spans = None
         if _exists(spans_prefix):
-            self._spans = IndexedDataset(spans_prefix, mmap=True)
+            # A side-file whose documents have no spans at all has an empty .bin, which
+            # cannot be memory-mapped.
+            has_bytes = Path(spans_prefix + ".bin").stat().st_size > 0
+            self._spans = IndexedDataset(spans_prefix, mmap=has_bytes)
             if len(self._spans) != len(self._docs):
                 raise ValueError(f"{spans_prefix}: {len(self._spans)} entries for {len(self._docs)} documents")
 

@@ -143,3 +143,11 @@ def test_loader_yields_the_sampler_order(corpora):
     assert torch.equal(first["cu_seqlens"], expected["cu_seqlens"])
     padded = next(iter(micro_batch_loader(make_dataset(corpora, packed=False), GlobalBatchSampler(4, 2))))
     assert padded["input_ids"].shape[0] == len(data[0]) + len(data[1])
+
+
+def test_span_side_file_with_no_spans_opens(tmp_path):
+    from rexbert.data.documents import DocumentSource
+
+    prefix = write_corpus(tmp_path / "nospans", random_documents(5, 3, 9), spans=[[] for _ in range(5)])
+    source = DocumentSource(prefix)
+    assert source.has_spans and source.spans(2).shape == (0, 2)
