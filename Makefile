@@ -13,6 +13,7 @@ export TRANSFORMERS_OFFLINE := 1
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM := false
 export OMP_NUM_THREADS ?= 2
+export REXBERT_VENV_BUILT_BY_MAKE := 1
 
 .PHONY: venv demo test test-unit test-distributed test-integration test-gpu bench sizes clean-venv
 
