@@ -16,6 +16,11 @@ from omegaconf import OmegaConf
 
 from rexbert.data.dataset import DataConfig
 from rexbert.model.config import RexBertConfig
+from rexbert.train.config import TrainerConfig
+from rexbert.train.metrics import LoggingConfig
+from rexbert.train.objectives import ObjectiveConfig
+from rexbert.train.optim import OptimizerConfig
+from rexbert.train.schedules import BatchSizeRampConfig, LRScheduleConfig
 
 CONF_DIR = Path(os.environ.get("REXBERT_CONF_DIR", Path(__file__).resolve().parent.parent / "conf"))
 MODEL_SIZES = ("tiny", "micro", "mini", "base", "large")
@@ -23,8 +28,16 @@ MODEL_SIZES = ("tiny", "micro", "mini", "base", "large")
 
 @dataclass
 class RootConfig:
+    """Everything one run needs; each part is documented where it is defined."""
+
     model: RexBertConfig = field(default_factory=RexBertConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: LRScheduleConfig = field(default_factory=LRScheduleConfig)
+    batch_ramp: BatchSizeRampConfig = field(default_factory=BatchSizeRampConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
 
 
 def register_configs() -> None:
@@ -49,6 +62,11 @@ def model_config_from_dict(node: Any) -> RexBertConfig:
     """An OmegaConf node (already validated against the schema) → ``RexBertConfig``."""
     typed = OmegaConf.merge(OmegaConf.structured(RexBertConfig), node)  # strict: unknown keys fail
     return OmegaConf.to_object(typed)
+
+
+def load_run_config(overrides: Sequence[str] = ()) -> RootConfig:
+    """The typed config of a run, e.g. ``load_run_config(["phase=phase1", "model=tiny"])``."""
+    return OmegaConf.to_object(compose_config(overrides))
 
 
 def data_config_from_dict(node: Any) -> DataConfig:

@@ -1,102 +1,176 @@
-"""The main job, tiny and end to end on data the package ships.
+"""The main job, tiny and end to end on data the package ships (CPU, ~5 minutes).
 
-Builds a RexBERT encoder on megatron-core (``micro`` by default), runs real product
-titles with one word masked through it, prints the top-5 fill-mask predictions, exports
-the model to a Hugging Face folder and checks that ``transformers`` predicts the same.
+1. Split the sample corpus (Hamlet as general text; product titles/descriptions as the
+   domain, 10% held out) and preprocess it to Megatron .bin/.idx, with brand/model-number
+   spans for Guided MLM.
+2. Run the curriculum with a ``tiny`` encoder: phase 1 (general mix, 128 tokens) → phase 2
+   (context extension, scaled down to 256 tokens) → phase 3 (anneal onto the products,
+   Guided-MLM pieces, 1−sqrt decay), each phase starting from the previous checkpoint.
+3. Export to Hugging Face; measure held-out masked-token top-1/top-5 with transformers and
+   compare with the unigram-frequency baseline; print a summary, a fill-mask table and
+   where the plots are.
 
-    python -m rexbert.demo [--size micro] [--out runs/demo] [--products 6]
-
-The encoder is freshly initialised here, so its predictions are not yet meaningful;
-training arrives with the curriculum (issues #4/#5).
+    python -m rexbert.demo [--out runs/demo] [--steps 300,100,200]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import time
 from pathlib import Path
 
-import torch
+PHASES = ("phase1", "phase2", "phase3")
 
 
-def mask_title(text: str, mask_token: str) -> tuple[str, str] | None:
-    """Product title with its last word of ≥ 4 letters replaced by the mask token."""
-    title = text.split(". ")[0]
-    words = list(re.finditer(r"\b[A-Za-z]{4,}\b", title))
-    if not words:
-        return None
-    w = words[-1]
-    return title[: w.start()] + mask_token + title[w.end():], w.group(0)
+def brand_and_model_spans(title: str) -> list[list[int]]:
+    """Cheap stand-in for the span miner (#7): the brand (first word) and the model code
+    after the last " - " of a product title, as character offsets."""
+    spans = []
+    first = re.match(r"\S+", title)
+    if first:
+        spans.append([first.start(), first.end()])
+    code = re.search(r" - ([A-Za-z0-9][\w/.-]*)\s*$", title)
+    if code and code.start(1) > (first.end() if first else 0):
+        spans.append([code.start(1), code.end(1)])
+    return spans
 
 
-def top5(logits: torch.Tensor, input_ids: torch.Tensor, mask_id: int, tokenizer) -> list[list[str]]:
-    rows = []
-    for b, pos in (input_ids == mask_id).nonzero().tolist():
-        ids = logits[b, pos].topk(5).indices.tolist()
-        rows.append([tokenizer.decode([i]).strip() or repr(tokenizer.decode([i])).replace("\\n", "⏎") for i in ids])
-    return rows
+def write_raw_corpus(raw: Path) -> dict[str, list[str]]:
+    from rexbert.sample_data import load_sample
+
+    raw.mkdir(parents=True, exist_ok=True)
+    heldout_texts = []
+    with open(raw / "products.jsonl", "w") as train, open(raw / "products_heldout.jsonl", "w") as held:
+        for i, record in enumerate(load_sample("products")):
+            title = record["text"].split(". ")[0]
+            row = {"id": record["id"], "text": record["text"], "spans": brand_and_model_spans(title)}
+            (held if i % 10 == 0 else train).write(json.dumps(row) + "\n")
+            if i % 10 == 0:
+                heldout_texts.append(record["text"])
+    with open(raw / "general.jsonl", "w") as f:
+        for record in load_sample("general"):
+            f.write(json.dumps({"id": record["id"], "text": record["text"], "spans": []}) + "\n")
+    return {"heldout": heldout_texts}
+
+
+def phase_overrides(phase: str, out: Path, data_dir: Path, steps: int, phase1_steps: int) -> list[str]:
+    general, products, heldout = (str(data_dir / n) for n in ("general", "products", "products_heldout"))
+    common = [
+        f"phase={phase}", "model=tiny", f"trainer.run_dir={out / phase}", f"trainer.max_steps={steps}",
+        "trainer.micro_batch_size=8", "trainer.global_batch_size=16", "trainer.log_interval=10",
+        "trainer.eval_samples=64", f"trainer.eval_interval={max(steps // 4, 1)}", "trainer.num_threads=2",
+        f"data.blend=[0.5,{general},0.5,{products}]", f"data.eval_blend=[{heldout}]",
+        "optimizer.lr=1e-2", "logging.wandb=false",
+    ]
+    if phase == "phase1":
+        return common + ["data.seq_length=128", "schedule.warmup=30", "batch_ramp.ramp_tokens=40000",
+                         "batch_ramp.start_global_batch_size=8"]
+    if phase == "phase2":  # context extension, scaled down from 8,192
+        return common + ["data.seq_length=256", f"trainer.load={out / 'phase1'}", "optimizer.lr=5e-3"]
+    # phase 3: anneal the blend from the general mix onto the products over the phase
+    samples = steps * 16
+    return common + ["data.seq_length=256", f"trainer.load={out / 'phase2'}", "optimizer.lr=5e-3",
+                     f"data.blend_end=[0.1,{general},0.9,{products}]", f"data.anneal_end_sample={samples}",
+                     "optimizer.min_lr=1e-4"]
+
+
+def run_phase(overrides: list[str]):
+    from rexbert.config import load_run_config
+    from rexbert.train.trainer import Trainer
+
+    trainer = Trainer(load_run_config(overrides))
+    how = trainer.maybe_resume()
+    print(f"\n[{overrides[0].split('=')[1]}] {how}", flush=True)
+    return trainer.fit()
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", default="micro", help="model size from conf/model (default: micro)")
-    parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default: runs/demo)")
-    parser.add_argument("--products", type=int, default=6, help="number of sample products to fill (default: 6)")
+    parser.add_argument("--out", type=Path, default=Path("runs/demo"))
+    parser.add_argument("--steps", default="300,100,200", help="steps of phase 1,2,3 (default 300,100,200)")
     args = parser.parse_args(argv)
+    steps = [int(s) for s in args.steps.split(",")]
+    if len(steps) != 3:
+        parser.error("--steps takes three comma-separated numbers")
 
     from rich.console import Console
     from rich.table import Table
 
-    from megatron_ext.parallel import destroy_parallel, init_parallel
-    from rexbert.config import load_model_config
-    from rexbert.model.build import build_model
-    from rexbert.model.hf import export_hf
-    from rexbert.model.sizes import count_parameters
-    from rexbert.sample_data import load_sample
-    from rexbert.tokenizer import load_tokenizer
-
     console = Console()
     start = time.perf_counter()
-    config = load_model_config(args.size)
-    init_parallel(1, 1, seed=config.seed)
-    tokenizer = load_tokenizer()
-    model = build_model(config).eval()
-    console.print(f"[bold]rexbert-{args.size}[/]: {config.num_layers} layers × {config.hidden_size}, "
-                  f"{count_parameters(config) / 1e6:.2f}M parameters, megatron-core local spec on CPU")
+    out = args.out.resolve()
+    data_dir = out / "data"
+    splits = write_raw_corpus(out / "raw")
+    from data_tools.preprocess.cli import main as preprocess
 
-    masked = [m for m in (mask_title(r["text"], tokenizer.mask_token) for r in load_sample("products")) if m]
-    masked = masked[: args.products]
-    batch = tokenizer([m[0] for m in masked], padding=True, return_tensors="pt")
-    padding = batch["attention_mask"] == 0
-    with torch.no_grad():
-        logits = model(batch["input_ids"], padding_mask=padding)
-    ours = top5(logits, batch["input_ids"], tokenizer.mask_token_id, tokenizer)
+    code = preprocess([str(p) for p in sorted((out / "raw").glob("*.jsonl"))]
+                      + ["-o", str(data_dir), "--fields", "text", "--spans-field", "spans", "--workers", "2",
+                         "--no-progress", "--overwrite"])
+    if code:
+        raise SystemExit(f"preprocessing failed with exit code {code}")
 
-    table = Table(title="Top-5 fill-mask on sample product titles (untrained encoder)")
-    table.add_column("masked title", overflow="fold")
-    table.add_column("answer")
-    table.add_column("top-5 predictions", overflow="fold")
-    for (text, answer), preds in zip(masked, ours):
-        table.add_row(text, answer, " | ".join(preds))
+    results = {}
+    for phase, n in zip(PHASES, steps):
+        results[phase] = run_phase(phase_overrides(phase, out, data_dir, n, steps[0]))
+
+    from rexbert.eval.masked_tokens import masked_token_recovery, token_frequencies
+    from rexbert.tokenizer import VOCAB_SIZE
+    from rexbert.train.metrics import read_metrics
+
+    export = out / "phase3" / "hf"
+    freqs = token_frequencies([data_dir / "general", data_dir / "products"], VOCAB_SIZE)
+    recovery = masked_token_recovery(export, splits["heldout"], freqs)
+    plot = plot_curriculum(out, [out / p / "metrics.jsonl" for p in PHASES], read_metrics)
+
+    table = Table(title="rexbert tiny curriculum on the sample corpus (CPU)")
+    for col in ("phase", "steps", "seq len", "train loss", "held-out loss", "held-out top-1 (masked)"):
+        table.add_column(col)
+    for phase, n, seq in zip(PHASES, steps, (128, 256, 256)):
+        r = results[phase]
+        table.add_row(phase, str(n), str(seq), f"{r['loss']:.3f}", f"{r.get('eval_loss', float('nan')):.3f}",
+                      f"{r.get('eval_accuracy', float('nan')):.3f}")
     console.print(table)
+    verdict = recovery.top1 - recovery.baseline_top1
+    console.print(f"Held-out products, 15% masked ({recovery.positions} positions), exported model via transformers: "
+                  f"top-1 {recovery.top1:.3f} / top-5 {recovery.top5:.3f}; unigram baseline top-1 "
+                  f"{recovery.baseline_top1:.3f} / top-5 {recovery.baseline_top5:.3f} "
+                  f"({verdict * 100:+.1f} points top-1).")
+    summary = {"phases": results, "masked_token_recovery": recovery.__dict__, "export": str(export),
+               "plot": str(plot), "seconds": time.perf_counter() - start}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    console.print(f"Exported model: {export}\nLoss curves: {plot} (and each phase's loss.png)\n"
+                  f"Summary: {out / 'summary.json'}\nDone in {time.perf_counter() - start:.0f} s.")
 
-    export_dir = export_hf(model, args.out / "hf")
-    from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-    hf_model = AutoModelForMaskedLM.from_pretrained(export_dir, local_files_only=True).eval()
-    hf_tok = AutoTokenizer.from_pretrained(export_dir, local_files_only=True)
-    hf_batch = hf_tok([m[0] for m in masked], padding=True, return_tensors="pt")
-    with torch.no_grad():
-        hf_logits = hf_model(**hf_batch).logits
-    theirs = top5(hf_logits, hf_batch["input_ids"], hf_tok.mask_token_id, hf_tok)
-    max_diff = (logits - hf_logits)[~padding].abs().max().item()
-    if theirs != ours or max_diff > 1e-4:
-        raise SystemExit(f"HF round-trip mismatch: max |Δlogit| {max_diff:.2e}")
-    console.print(f"Exported to [bold]{export_dir}[/]; transformers' ModernBertForMaskedLM gives the same "
-                  f"top-5 (max |Δlogit| {max_diff:.1e}).")
-    console.print(f"Done in {time.perf_counter() - start:.1f} s.")
-    destroy_parallel()
+def plot_curriculum(out: Path, metric_files: list[Path], read_metrics) -> Path:
+    """One figure: training and held-out loss over the three phases, end to end."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    offset = 0
+    for phase, path in zip(PHASES, metric_files):
+        records = read_metrics(path)
+        train = [(offset + r["step"], r["loss"]) for r in records if "loss" in r]
+        held = [(offset + r["step"], r["eval_loss"]) for r in records if "eval_loss" in r]
+        ax.plot(*zip(*train), label=f"{phase} train")
+        if held:
+            ax.plot(*zip(*held), "o--", label=f"{phase} held-out")
+        offset = train[-1][0] if train else offset
+        ax.axvline(offset, color="grey", lw=0.5)
+    ax.set_xlabel("step (phases end to end)")
+    ax.set_ylabel("MLM loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = out / "curriculum_loss.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 if __name__ == "__main__":

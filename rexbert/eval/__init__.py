@@ -1,0 +1,1 @@
+"""Evaluation of exported (Hugging Face) encoders."""
