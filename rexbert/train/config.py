@@ -33,6 +33,9 @@ class TrainerConfig:
     max_consecutive_skips: int = 5
     num_threads: int = 0  # torch CPU threads; 0: leave as is. Fix it for bitwise resume.
     export_hf: bool = True  # export the final model to <run_dir>/hf
+    # Peak dense TFLOP/s of one device at the training precision (e.g. 989 for an H100 in
+    # bf16); 0: log achieved TFLOP/s only, no MFU.
+    peak_tflops: float = 0.0
     plot: bool = True
 
     def __post_init__(self) -> None:

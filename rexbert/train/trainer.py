@@ -58,6 +58,7 @@ class Trainer:
         self.dp_rank = parallel_state.get_data_parallel_rank()
         self.dp_size = parallel_state.get_data_parallel_world_size()
         self.is_rank0 = dist.get_rank() == 0
+        self._last_stage = parallel_state.is_pipeline_last_stage()
         self.model = build_model(cfg.model)
         tc = self.model.config
         tc.calculate_per_token_loss = True  # exact token mean over the global batch
@@ -149,6 +150,10 @@ class Trainer:
 
     def _forward_step(self, data_iterator, model):
         batch = next(data_iterator)
+        if not self._last_stage:  # earlier pipeline stages pass hidden states on; no loss there
+            from rexbert.train.objectives import _batch_inputs
+
+            return model(**_batch_inputs(batch)), self._loss_func
         return self.objective(model, batch), self._loss_func
 
     @staticmethod
@@ -220,13 +225,30 @@ class Trainer:
         self.consumed_samples += global_batch
         self.scheduler.step(self.step, self.consumed_samples * self.cfg.data.seq_length)
         seq_tokens = sum(int(mb["input_ids"].numel()) for mb in micro_batches) * self.dp_size
+        flops = self._step_flops(micro_batches, tokens) * self.dp_size
         result = {"loss": loss, "accuracy": sums.get("correct", 0.0) / tokens, "lr": self.scheduler.current_lr,
                   "grad_norm": grad_norm, "global_batch": global_batch, "tokens_per_s": seq_tokens / elapsed,
-                  "skipped_steps": self.skipped_steps, "consumed_samples": self.consumed_samples}
+                  "tflops_per_s": flops / elapsed / 1e12, "skipped_steps": self.skipped_steps,
+                  "consumed_samples": self.consumed_samples}
+        if self.cfg.trainer.peak_tflops:
+            world = dist.get_world_size()
+            result["mfu"] = flops / elapsed / 1e12 / (self.cfg.trainer.peak_tflops * world)
         for key, value in sums.items():
             if key.startswith("loss/"):
                 result[key] = value / tokens
         return result
+
+    def _step_flops(self, micro_batches: list[dict], predicted: float) -> float:
+        """This rank's model FLOPs for the step (predicted = tokens through the head, all DP ranks)."""
+        from rexbert.train.flops import step_flops
+
+        lengths = []
+        for mb in micro_batches:
+            if "cu_seqlens" in mb:
+                lengths.extend(torch.diff(mb["cu_seqlens"]).tolist())
+            else:
+                lengths.extend((~mb["padding_mask"]).sum(dim=1).tolist())
+        return step_flops(self.cfg.model, lengths, int(predicted / self.dp_size))
 
     def _optimizer_step(self) -> float:
         """megatron's ``optimizer.step()``, unrolled so the grad norm is measured even when

@@ -1,0 +1,142 @@
+"""Issue #5 acceptance 5 and 6: config errors fail at start naming the key/path; the CLM,
+CLM→MLM, CPT (from an imported HF folder) and Matryoshka recipes each train (tiny) and beat
+their step-0 held-out loss; Matryoshka logs one loss per (layer, dim) and its embeddings'
+leading dims rank same-class query pairs above cross-class pairs better than untrained."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rexbert.config import load_run_config
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    from data_tools.preprocess.cli import main as preprocess
+    from rexbert.sample_data import load_sample
+
+    root = tmp_path_factory.mktemp("recipes")
+    raw = root / "raw"
+    raw.mkdir()
+    products = load_sample("products")
+    for name, rows in (("general", load_sample("general")), ("products", products[100:]),
+                       ("heldout", products[:100])):
+        with open(raw / f"{name}.jsonl", "w") as f:
+            f.writelines(json.dumps({"text": r["text"]}) + "\n" for r in rows)
+    out = root / "data"
+    assert preprocess([str(p) for p in sorted(raw.glob("*.jsonl"))] + ["-o", str(out), "--workers", "1",
+                                                                       "--no-progress"]) == 0
+    return out
+
+
+def overrides(data_dir: Path, run_dir: Path, *extra: str) -> list[str]:
+    return ["model=tiny", f"trainer.run_dir={run_dir}", "trainer.max_steps=40", "trainer.micro_batch_size=4",
+            "trainer.global_batch_size=8", "trainer.eval_samples=16", "trainer.log_interval=5",
+            "trainer.num_threads=2", "trainer.plot=false", "data.seq_length=64", "optimizer.lr=1e-2",
+            "schedule.warmup=5", f"data.blend=[0.5,{data_dir}/general,0.5,{data_dir}/products]",
+            f"data.eval_blend=[{data_dir}/heldout]", *extra]
+
+
+def train(args: list[str]):
+    from rexbert.train.trainer import Trainer
+
+    trainer = Trainer(load_run_config(args))
+    trainer.maybe_resume()
+    before = trainer.evaluate()["eval_loss"]
+    result = trainer.fit()
+    return trainer, before, result
+
+
+def test_misspelled_key_and_wrong_type_fail_naming_the_key():
+    with pytest.raises(Exception, match="max_stepz"):
+        load_run_config(["trainer.max_stepz=3"])
+    with pytest.raises(Exception, match="max_steps"):
+        load_run_config(["trainer.max_steps=lots"])
+    with pytest.raises(Exception, match="recipe"):
+        load_run_config(["recipe=nonexistent"])
+
+
+def test_missing_data_fails_naming_the_path_before_any_model(tmp_path, monkeypatch):
+    from rexbert.train import trainer as trainer_module
+
+    built = []
+    monkeypatch.setattr("rexbert.model.build.build_model", lambda *a, **k: built.append(1))
+    missing = tmp_path / "no_such_corpus"
+    with pytest.raises(FileNotFoundError, match="no_such_corpus"):
+        trainer_module.Trainer(load_run_config(["model=tiny", f"data.blend=[{missing}]"]))
+    assert not built
+
+
+@pytest.mark.parametrize("recipe", ["clm", "clm_to_mlm"])
+def test_causal_recipes_learn(world_of_one, data_dir, tmp_path, recipe):
+    extra = ["objective.switch_step=20"] if recipe == "clm_to_mlm" else []
+    trainer, before, result = train(overrides(data_dir, tmp_path / recipe, f"recipe={recipe}", *extra))
+    assert result["eval_loss"] < before
+    assert trainer.model.is_causal == (recipe == "clm")
+    assert (tmp_path / recipe / "hf" / "model.safetensors").is_file()
+
+
+def test_cpt_from_an_imported_hf_folder(world_of_one, data_dir, tmp_path):
+    first, _, _ = train(overrides(data_dir, tmp_path / "base"))
+    source = tmp_path / "base" / "hf"
+    trainer, before, result = train(overrides(data_dir, tmp_path / "cpt", "recipe=cpt", f"trainer.load={source}"))
+    assert result["eval_loss"] < before
+    # It started from the imported weights, not from scratch: step-0 loss is already trained.
+    fresh, fresh_before, _ = train(overrides(data_dir, tmp_path / "fresh", "trainer.max_steps=0"))
+    assert before < fresh_before
+
+
+def _pair_ranking(model_dir: Path, dims: list[int]) -> dict[int, float]:
+    """Share of (anchor, same-class, other-class) query triples ranked right by cosine of
+    the mean-pooled first-d dims."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from rexbert.sample_data import load_sample
+
+    queries = load_sample("queries")
+    by_class: dict[str, list[str]] = {}
+    for q in queries:
+        by_class.setdefault(q["query_class"], []).append(q["text"])
+    classes = [c for c, qs in by_class.items() if len(qs) >= 2][:40]
+    rng = np.random.default_rng(0)
+    triples = []
+    for c in classes:
+        other = classes[(classes.index(c) + 1) % len(classes)]
+        triples.append((by_class[c][0], by_class[c][1], by_class[other][int(rng.integers(len(by_class[other])))]))
+    tok = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    model = AutoModel.from_pretrained(model_dir, local_files_only=True).eval()
+
+    def embed(texts):
+        batch = tok(texts, padding=True, return_tensors="pt")
+        with torch.no_grad():
+            hidden = model(**batch).last_hidden_state
+        mask = batch["attention_mask"][..., None].float()
+        return (hidden * mask).sum(1) / mask.sum(1)
+
+    anchors, pos, neg = (embed([t[i] for t in triples]) for i in range(3))
+    cos = torch.nn.functional.cosine_similarity
+    return {d: float((cos(anchors[:, :d], pos[:, :d]) > cos(anchors[:, :d], neg[:, :d])).float().mean())
+            for d in dims}
+
+
+def test_matryoshka_logs_every_term_and_orders_pairs(world_of_one, data_dir, tmp_path):
+    from rexbert.model.hf import export_hf
+    from rexbert.train.metrics import read_metrics
+    from rexbert.train.trainer import Trainer
+
+    args = overrides(data_dir, tmp_path / "mrl", "recipe=matryoshka", "trainer.max_steps=60")
+    untrained = Trainer(load_run_config(args))
+    export_hf(untrained.model, tmp_path / "untrained")
+    trainer, before, result = train(args)
+    assert result["eval_loss"] < before
+    logged = read_metrics(tmp_path / "mrl" / "metrics.jsonl")[-2]
+    terms = {k for k in logged if k.startswith("loss/")}
+    assert terms == {f"loss/L{k}_d{d}" for k in (2, 4) for d in (16, 32, 64)}
+    trained = _pair_ranking(tmp_path / "mrl" / "hf", [16, 64])
+    baseline = _pair_ranking(tmp_path / "untrained", [16, 64])
+    assert trained[16] > baseline[16], (trained, baseline)
