@@ -32,13 +32,13 @@ def init_parallel(
     if not cuda:
         apply_cpu_shims()
     if not dist.is_initialized():
-        if "RANK" not in os.environ:  # a single process outside any launcher
-            os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-            os.environ.setdefault("MASTER_PORT", str(_free_port()))
-            os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
+        backend = backend or ("nccl" if cuda else "gloo")
         if cuda:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-        dist.init_process_group(backend or ("nccl" if cuda else "gloo"))
+        if "RANK" in os.environ:  # torchrun / srun: rank, world size and address from the env
+            dist.init_process_group(backend)
+        else:  # a single process outside any launcher; leave os.environ alone for children
+            dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1)
     if parallel_state.model_parallel_is_initialized():
         same = (
             parallel_state.get_tensor_model_parallel_world_size() == tensor_model_parallel_size

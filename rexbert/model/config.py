@@ -40,8 +40,10 @@ class RexBertConfig:
     # "local": pure torch, runs anywhere (CPU tests). "transformer_engine": TE linears and
     # fused attention on GPU (FP8-capable); needs transformer-engine.
     transformer_impl: str = "local"
-    # "sdpa" (torch, padded or packed) for the local impl; TE picks its own kernels.
     params_dtype: str = "float32"
+    # FP8 matmuls through Transformer Engine: null | "e4m3" | "hybrid" (needs transformer_impl=
+    # transformer_engine and a GPU with FP8, e.g. H100).
+    fp8: Optional[str] = None
     tensor_model_parallel_size: int = 1
     pipeline_model_parallel_size: int = 1
     # "none" | "full" (recompute every layer in backward) | "selective" (core attention only)
@@ -67,6 +69,11 @@ class RexBertConfig:
             raise ValueError("model.global_attn_every_n_layers must be >= 1")
         if self.recompute not in ("none", "full", "selective"):
             raise ValueError(f"model.recompute={self.recompute!r}: choose none, full or selective")
+        if self.fp8 is not None:
+            if self.fp8 not in ("e4m3", "hybrid"):
+                raise ValueError(f"model.fp8={self.fp8!r}: choose e4m3, hybrid or null")
+            if self.transformer_impl != "transformer_engine":
+                raise ValueError("model.fp8 needs model.transformer_impl=transformer_engine")
         if self.params_dtype not in ("float32", "bfloat16", "float16"):
             raise ValueError(f"model.params_dtype={self.params_dtype!r}: float32, bfloat16 or float16")
 
@@ -155,6 +162,7 @@ def to_transformer_config(config: RexBertConfig, sequence_parallel: bool = False
         recompute_num_layers=1 if config.recompute == "full" else None,
         recompute_modules=["core_attn"] if config.recompute == "selective" else None,
         deallocate_pipeline_outputs=False,
+        fp8=config.fp8,
         # Layer 0 has no attention norm, so layers are not homogeneous: checkpoint each
         # layer under its own key instead of stacking them (megatron's spelling).
         hetereogenous_dist_checkpoint=True,

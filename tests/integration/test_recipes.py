@@ -6,6 +6,7 @@ leading dims rank same-class query pairs above cross-class pairs better than unt
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -154,3 +155,50 @@ def test_matryoshka_leading_dims_rank_pairs_better_than_untrained(matryoshka_run
     trained = _pair_ranking(root / "mrl" / "hf", [16, 64])
     baseline = _pair_ranking(root / "untrained", [16, 64])
     assert trained[16] > baseline[16], (trained, baseline)
+
+
+def test_bad_steps_are_skipped_then_training_stops(world_of_one, data_dir, tmp_path, monkeypatch):
+    from rexbert.train.trainer import Trainer, TrainingStopped
+
+    trainer = Trainer(load_run_config(overrides(data_dir, tmp_path / "nan", "trainer.max_consecutive_skips=3")))
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    real = trainer._run_micro_batches
+    monkeypatch.setattr(trainer, "_run_micro_batches",
+                        lambda mbs, forward_only: {**real(mbs, forward_only), "loss_sum": float("nan")})
+    for _ in range(2):
+        assert math.isnan(trainer.train_step()["grad_norm"])
+    assert trainer.skipped_steps == 2
+    assert all(torch.equal(before[n], p) for n, p in trainer.model.named_parameters())  # no update
+    with pytest.raises(TrainingStopped, match="3 bad steps"):
+        trainer.train_step()
+
+
+def test_sigusr1_checkpoints_leaves_requeue_marker_and_resumes(data_dir, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run_dir = tmp_path / "sig"
+    args = [sys.executable, "-m", "rexbert.train", *overrides(data_dir, run_dir, "trainer.max_steps=400",
+                                                              "trainer.export_hf=false")]
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.Popen(args, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while not (run_dir / "metrics.jsonl").is_file() and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGUSR1)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out[-2000:]
+    marker = run_dir / "REQUEUE"
+    assert marker.is_file()
+    stopped_at = int(marker.read_text())
+    assert 0 < stopped_at < 400
+    assert (run_dir / "checkpoints" / f"iter_{stopped_at:07d}" / "COMPLETE").is_file()
+    again = subprocess.run(args[:-1] + [f"trainer.max_steps={stopped_at + 5}", "trainer.export_hf=false"], cwd=root,
+                           env=env, capture_output=True, text=True, timeout=180)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert f"resumed from {run_dir / 'checkpoints' / f'iter_{stopped_at:07d}'}" in again.stdout
+    assert not marker.exists()

@@ -60,3 +60,11 @@ def test_data_config_is_typed_and_strict():
         data_config_from_dict({"masking": {"mask_rato": 0.2}})
     with pytest.raises(ValueError, match="data.masking.strategy"):
         data_config_from_dict({"masking": {"strategy": "nope"}})
+
+
+def test_fp8_needs_the_transformer_engine_spec():
+    with pytest.raises(ValueError, match="model.fp8 needs model.transformer_impl"):
+        RexBertConfig(fp8="hybrid")
+    with pytest.raises(ValueError, match="model.fp8="):
+        RexBertConfig(fp8="e5m2", transformer_impl="transformer_engine")
+    assert RexBertConfig(fp8="hybrid", transformer_impl="transformer_engine").fp8 == "hybrid"
