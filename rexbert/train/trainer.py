@@ -121,12 +121,16 @@ class Trainer:
         if data:
             self.consumed_samples = common["consumed_samples"]
         self.skipped_steps = common.get("skipped_steps", 0) if schedule else 0
+        if schedule:  # the spike guard's memory: without it a resumed run skips other steps
+            self._loss_ema = common.get("loss_ema")
+            self._consecutive_skips = common.get("consecutive_skips", 0)
         self.scheduler.step(self.step, self.consumed_samples * self.cfg.data.seq_length)
         self._apply_objective_mode()
 
     def save(self) -> Path:
         common = ckpt.common_state(self.step, self.consumed_samples, self.scheduler.state_dict(),
-                                   {"skipped_steps": self.skipped_steps})
+                                   {"skipped_steps": self.skipped_steps, "loss_ema": self._loss_ema,
+                                    "consecutive_skips": self._consecutive_skips})
         return ckpt.save_checkpoint(self.run_dir, self.step, self.model, self.optimizer, common,
                                     self.cfg.trainer.keep_last)
 
