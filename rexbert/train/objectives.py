@@ -54,7 +54,8 @@ class LossOutput:
     terms: tuple[str, ...] = ("loss",)
 
 
-def _batch_inputs(batch: dict) -> dict:
+def model_inputs(batch: dict) -> dict:
+    """The model's input keyword arguments for a collated batch (packed or padded)."""
     from rexbert.data.collate import packed_seq_params
 
     if "cu_seqlens" in batch:
@@ -63,7 +64,7 @@ def _batch_inputs(batch: dict) -> dict:
 
 
 def lm_forward(model, batch: dict) -> LossOutput:
-    losses, correct = model(**_batch_inputs(batch), labels=batch["labels"], return_correct=True)
+    losses, correct = model(**model_inputs(batch), labels=batch["labels"], return_correct=True)
     return LossOutput(losses, correct)
 
 
@@ -96,7 +97,7 @@ class MatryoshkaLoss:
             for k in self.layers if k < self.num_layers
         ]
         try:
-            final = model(**_batch_inputs(batch), return_hidden=True)  # [b, s, h], final-normed
+            final = model(**model_inputs(batch), return_hidden=True)  # [b, s, h], final-normed
         finally:
             for h in hooks:
                 h.remove()

@@ -155,9 +155,9 @@ class Trainer:
     def _forward_step(self, data_iterator, model):
         batch = next(data_iterator)
         if not self._last_stage:  # earlier pipeline stages pass hidden states on; no loss there
-            from rexbert.train.objectives import _batch_inputs
+            from rexbert.train.objectives import model_inputs
 
-            return model(**_batch_inputs(batch)), self._loss_func
+            return model(**model_inputs(batch)), self._loss_func
         return self.objective(model, batch), self._loss_func
 
     @staticmethod
@@ -306,7 +306,8 @@ class Trainer:
 
         tcfg = self.cfg.trainer
         previous = {s: signal.signal(s, self._handle_signal) for s in (signal.SIGUSR1, signal.SIGTERM)}
-        (self.run_dir / REQUEUE_MARKER).unlink(missing_ok=True) if self.is_rank0 else None
+        if self.is_rank0:
+            (self.run_dir / REQUEUE_MARKER).unlink(missing_ok=True)
         last: dict[str, Any] = {}
         bar = tqdm(total=tcfg.max_steps, initial=self.step, disable=not self.is_rank0, desc="train", dynamic_ncols=True)
         try:
@@ -347,9 +348,5 @@ class Trainer:
 
 
 def _to_dict(cfg) -> dict:
-    try:
-        from omegaconf import OmegaConf
-
-        return OmegaConf.to_container(OmegaConf.structured(cfg))
-    except Exception:  # a plain dataclass tree that OmegaConf cannot type: log nothing extra
-        return {}
+    """The run's config as plain data, for W&B."""
+    return dataclasses.asdict(cfg)
