@@ -148,8 +148,9 @@ def test_matryoshka_logs_every_term(matryoshka_run):
     assert terms == {f"loss/L{k}_d{d}" for k in (2, 4) for d in (16, 32, 64)}
 
 
-@pytest.mark.xfail(reason="issue #5 open: 60 tiny steps stay on the unigram plateau; the embeddings do "
-                          "not yet beat an untrained model on this check", strict=False)
+# Issue #5 is open on this point: 60 tiny steps stay on the unigram plateau. Strict, so the
+# marker has to go once the embeddings do beat an untrained model here.
+@pytest.mark.xfail(reason="issue #5: tiny Matryoshka run still on the unigram plateau", strict=True)
 def test_matryoshka_leading_dims_rank_pairs_better_than_untrained(matryoshka_run):
     root, _, _ = matryoshka_run
     trained = _pair_ranking(root / "mrl" / "hf", [16, 64])
