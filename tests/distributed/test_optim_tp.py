@@ -4,29 +4,18 @@ shard (optimi's own behaviour) they do not."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
+from launch import torchrun
+
 
 
 @pytest.fixture(scope="module")
 def params_per_step(tmp_path_factory):
     out = tmp_path_factory.mktemp("optim_tp")
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1"}
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
-           str(ROOT / "tests/distributed/optim_tp_worker.py"), "--out", str(out)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    torchrun("optim_tp_worker.py", out)
     return torch.load(out / "params.pt", weights_only=False)
 
 

@@ -4,31 +4,20 @@ export from the parallel model equals the 1-process export."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-ROOT = Path(__file__).resolve().parents[2]
+from launch import torchrun
+
 LAYOUTS = ["tp2_pp1", "tp1_pp2"]
 
 
 @pytest.fixture(scope="module")
 def parity_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("parity")
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1"}
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
-           str(ROOT / "tests/distributed/parity_worker.py"), "--out", str(out)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    torchrun("parity_worker.py", out)
     ranks = [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
     return out, ranks
 
