@@ -4,7 +4,6 @@ shard (optimi's own behaviour) they do not."""
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 

@@ -4,7 +4,6 @@ export from the parallel model equals the 1-process export."""
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 from safetensors.torch import load_file
