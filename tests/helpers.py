@@ -85,3 +85,8 @@ def random_documents(count: int, min_len: int, max_len: int, seed: int = 0, num_
     gen = torch.Generator().manual_seed(seed)
     lengths = torch.randint(min_len, max_len + 1, (count,), generator=gen).tolist()
     return [torch.randint(4, num_regular, (n,), generator=gen).tolist() for n in lengths]
+
+
+def weights(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A model's state dict without megatron's ``_extra_state`` entries, cloned."""
+    return {k: v.clone() for k, v in module.state_dict().items() if not k.endswith("._extra_state")}

@@ -15,7 +15,7 @@ import torch.distributed as dist
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ for helpers
 
-from helpers import padded_batch, randomize_, small_config  # noqa: E402
+from helpers import padded_batch, randomize_, small_config, weights  # noqa: E402
 
 LENGTHS = [96, 71]
 STEPS = 3
@@ -76,7 +76,7 @@ def main() -> None:
     init_parallel(1, 1)
     reference = build_model(small_config())
     randomize_(reference, seed=21)
-    full = {k: v.clone() for k, v in reference.state_dict().items() if not k.endswith("._extra_state")}
+    full = weights(reference)
     batches = []
     for k in range(STEPS):
         ids, padding = padded_batch(LENGTHS, seed=30 + k)

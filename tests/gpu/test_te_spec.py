@@ -15,7 +15,7 @@ pytestmark = pytest.mark.skipif(not (torch.cuda.is_available() and HAVE_TE),
 
 
 def test_te_spec_matches_local_spec(world_of_one):
-    from helpers import padded_batch, randomize_, small_config
+    from helpers import padded_batch, randomize_, small_config, weights
     from rexbert.model.build import build_model
     from rexbert.model.parallel_state_dict import load_full_state_dict
 
@@ -23,7 +23,7 @@ def test_te_spec_matches_local_spec(world_of_one):
     local = build_model(config).cuda().eval()
     randomize_(local, seed=41)
     te = build_model(dataclasses.replace(config, transformer_impl="transformer_engine")).cuda().eval()
-    load_full_state_dict(te, {k: v for k, v in local.state_dict().items() if not k.endswith("_extra_state")})
+    load_full_state_dict(te, weights(local))
     ids, padding = padded_batch([300, 211], seed=42)
     ids, padding = ids.cuda(), padding.cuda()
     with torch.no_grad():

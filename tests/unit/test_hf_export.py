@@ -10,7 +10,7 @@ import shutil
 import pytest
 import torch
 
-from helpers import randomize_, small_config
+from helpers import randomize_, small_config, weights
 from rexbert.model.build import build_model
 from rexbert.model.hf import export_hf, import_hf, read_hf_folder, save_hf_folder
 from rexbert.tokenizer import VOCAB_SIZE
@@ -75,8 +75,7 @@ def test_sentence_transformers_embeds(exported):
 def test_import_round_trip(exported):
     model, out = exported
     imported = import_hf(out)
-    ours = {k: v for k, v in model.state_dict().items() if not k.endswith("_extra_state")}
-    back = {k: v for k, v in imported.state_dict().items() if not k.endswith("_extra_state")}
+    ours, back = weights(model), weights(imported)
     assert set(ours) == set(back)
     assert all(torch.equal(ours[k], back[k]) for k in ours)
 

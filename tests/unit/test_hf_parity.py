@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 import torch
 
-from helpers import hf_model, padded_batch, randomize_, small_config
+from helpers import hf_model, padded_batch, randomize_, small_config, weights
 from rexbert.model.build import build_model
 from rexbert.model.hf_mapping import hf_to_megatron, megatron_to_hf
 from rexbert.model.parallel_state_dict import load_full_state_dict
@@ -47,7 +47,7 @@ def test_hf_to_ours(world_of_one, thetas):
     randomize_(hf, seed=2)
     ours = build_model(config)
     full = hf_to_megatron(hf.state_dict(), config)
-    ours_keys = {k for k in ours.state_dict() if not k.endswith("._extra_state")}
+    ours_keys = set(weights(ours))
     assert set(full) == ours_keys
     load_full_state_dict(ours, full)
     ids, padding = padded_batch(LENGTHS, seed=3)
