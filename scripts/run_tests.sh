@@ -11,7 +11,7 @@ log=$(mktemp); trap 'rm -f "$log"' EXIT
 for tier in "${tiers[@]}"; do
   start=$(date +%s)
   echo "=== tier: $tier ==="
-  "$python" -m pytest -q "tests/$tier" 2>&1 | tee "$log"
+  "$python" -m pytest -q -rs "tests/$tier" 2>&1 | tee "$log"  # -rs: print why a test was skipped
   rc=${PIPESTATUS[0]}
   # 5 = no tests collected (e.g. a tier with nothing yet): not a failure of the tier.
   if [ "$rc" -ne 0 ] && [ "$rc" -ne 5 ]; then status=1; fi

@@ -25,6 +25,9 @@ from rexbert.train import checkpoint as ckpt
 from rexbert.train.objectives import LossOutput, build_objective
 
 REQUEUE_MARKER = "REQUEUE"
+# Parameter-group entries that come from this run's optimizer config, not from a checkpoint
+# of another run that it starts from.
+_CONFIG_GROUP_KEYS = ("max_lr", "min_lr", "weight_decay", "wd_mult", "lr_mult", "betas", "eps")
 
 
 class TrainingStopped(RuntimeError):
@@ -101,7 +104,12 @@ class Trainer:
         found = ckpt.find_checkpoint(source)
         if found is not None:
             keep_opt = not self.cfg.trainer.reset_optimizer
+            # A new run keeps the moments, not the old run's hyper-parameters: its own
+            # optimizer.lr / min_lr / weight_decay / betas / eps stay in force.
+            settings = [{k: g[k] for k in _CONFIG_GROUP_KEYS if k in g} for g in self.optimizer.param_groups]
             common = ckpt.load_checkpoint(found, self.model, self.optimizer if keep_opt else None, load_rng=False)
+            for group, own_settings in zip(self.optimizer.param_groups, settings):
+                group.update(own_settings)
             self._restore(common, optimizer=keep_opt, schedule=not self.cfg.trainer.reset_schedule,
                           data=not self.cfg.trainer.reset_data_position)
             return f"started from checkpoint {found}"

@@ -46,6 +46,8 @@ def test_main_job_runs_in_a_fresh_clone(tmp_path):
         assert (clone / "runs/demo" / phase / "checkpoints" / "latest").is_file()
     assert summary["phases"]["phase3"]["eval_loss"] < summary["phases"]["phase1"]["eval_loss"]
     assert summary["seconds"] < 600
+    recovery = summary["masked_token_recovery"]  # issue #5: >= 5 points over the unigram baseline
+    assert recovery["top1"] - recovery["baseline_top1"] >= 0.05, recovery
     deps_committed = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "requirements", "pyproject.toml"],
                                     cwd=ROOT).returncode == 0
     if deps_committed and os.environ.get("REXBERT_VENV_BUILT_BY_MAKE"):
