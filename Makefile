@@ -3,7 +3,7 @@
 # builds a fresh one. The repo itself is put on PYTHONPATH (not installed), so the venv
 # never points at a stale clone.
 SHELL := /bin/bash
-DEPS := requirements/cpu.txt pyproject.toml
+DEPS := requirements/cpu.txt requirements/nodeps.txt pyproject.toml
 VENV_KEY := $(shell cat $(DEPS) | sha256sum | cut -c1-12)
 VENV ?= $(HOME)/.cache/rexbert/venv-$(VENV_KEY)
 PYTHON := $(VENV)/bin/python
@@ -28,6 +28,7 @@ $(VENV)/.complete:
 	python3 -m venv "$(VENV)"
 	"$(PYTHON)" -m pip install -q --upgrade pip
 	"$(PYTHON)" -m pip install -q -r requirements/cpu.txt
+	"$(PYTHON)" -m pip install -q --no-deps -r requirements/nodeps.txt
 	touch "$@"
 
 demo: venv  ## the main job: a tiny end-to-end run on data the package ships
