@@ -50,11 +50,13 @@ def build_example_corpus(out: Path, seed: int = 0) -> dict[str, Any]:
         "entertainment": products[500:800] + hamlet[80:180],
         "literature": hamlet[180:],
     }
-    # planted problems, each in a filtered domain
-    dupes = [_perturb(t, rng, 1) for t in products[200:230]]  # near-copies of hobby items
-    domains["entertainment"] += dupes
-    domains["entertainment"] += heldout[:10]  # leaks of the evaluation set
-    domains["hobby"] += [PLANTED["german"], PLANTED["french"], PLANTED["boilerplate"], PLANTED["profane"]]
+    # Planted problems in the domain taken whole, so that the relevance filter cannot hide
+    # them from the stages that must catch them.
+    # near-copies (one word changed) of the 30 longest fashion items: long enough that the
+    # edit keeps their 5-word-shingle Jaccard above 0.8
+    dupes = [_perturb(t, rng, 1) for t in sorted(products[:200], key=lambda t: -len(t.split()))[:30]]
+    domains["fashion"] += dupes + heldout[:10]  # ... and leaks of the evaluation set
+    domains["fashion"] += [PLANTED["german"], PLANTED["french"], PLANTED["boilerplate"], PLANTED["profane"]]
     raw = out / "raw"
     files = []
     for domain, texts in domains.items():
@@ -68,7 +70,7 @@ def build_example_corpus(out: Path, seed: int = 0) -> dict[str, Any]:
                 for i, text in enumerate(chunk):
                     f.write(json.dumps({"id": f"{domain}-{k}-{i:05d}", "text": text,
                                         "url": f"https://example.com/{domain}/{k}/{i}"}) + "\n")
-                if domain == "hobby" and k == 0:
+                if domain == "fashion" and k == 0:
                     f.write('{"id": "broken", "text": \n')  # an unreadable line, counted and reported
             files.append(path)
     (out / "eval").mkdir(parents=True, exist_ok=True)
@@ -78,3 +80,29 @@ def build_example_corpus(out: Path, seed: int = 0) -> dict[str, Any]:
     return {"raw": raw, "eval": out / "eval" / "heldout_products.jsonl", "shards": files,
             "planted": {"near_duplicates": len(dupes), "eval_leaks": 10, "non_english": 2, "boilerplate": 1,
                         "profane": 1, "bad_lines": 1}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build the example corpus under --out and run every curation stage on it."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m data_tools.curate.example", description=main.__doc__)
+    parser.add_argument("--out", type=Path, default=Path("runs/curate-example"))
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides of conf/curate/example.yaml")
+    args = parser.parse_args(argv)
+    from .config import load_curate_config
+    from .pipeline import run
+
+    built = build_example_corpus(args.out)
+    print(f"[curate] example corpus: {len(built['shards'])} shards under {built['raw']}; planted: {built['planted']}")
+    config = load_curate_config([f"output={args.out}", *args.overrides], preset="example")
+    run(config)
+    report = args.out / "report" / "report.md"
+    print(report.read_text())
+    print(f"[curate] report: {report} (figure: {report.with_name('domains.png')}); corpus for "
+          f"data_tools.preprocess: {args.out / '10_mine'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

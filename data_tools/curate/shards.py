@@ -260,6 +260,7 @@ def summarize(all_stats: Iterable[dict[str, Any]]) -> dict[str, Any]:
 
 
 def output_shards(out_dir: Path) -> list[Path]:
-    """The kept-document shards a finished stage wrote (its next stage's inputs)."""
-    return sorted(p for p in out_dir.iterdir() if p.is_file() and p.name.endswith(SUFFIXES)
-                  and not p.name.startswith(".") and not p.name.endswith((".dropped.jsonl", ".rejects.jsonl")))
+    """The kept-document shards a stage finished (those with a done marker): its next
+    stage's inputs. Side files (dropped/rejects, a stage's own jsonl reports) are not shards."""
+    return sorted(m.with_name(m.name[: -len(".done.json")]) for m in out_dir.glob("*.done.json")
+                  if m.name[: -len(".done.json")].endswith(SUFFIXES))
