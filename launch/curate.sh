@@ -11,7 +11,8 @@
 #   launch/curate.sh [HYDRA_OVERRIDE ...]
 #   launch/curate.sh inputs=[/data/finefineweb] output=/data/ecom label.backend=http label.model=...
 #
-# Environment: REXBERT_CURATE_TASKS (array size, default 16), REXBERT_PYTHON,
+# Environment: REXBERT_CURATE_PRESET (conf/curate/<preset>.yaml, default ecommerce),
+# REXBERT_CURATE_TASKS (array size, default 16), REXBERT_PYTHON,
 # REXBERT_SBATCH_ARGS (extra sbatch options for every job), SBATCH_PARTITION / SBATCH_ACCOUNT...
 # Prints one line per job: "<stages> <job id>".
 set -euo pipefail

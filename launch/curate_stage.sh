@@ -14,5 +14,5 @@
 set -euo pipefail
 cd "${REXBERT_HOME:-${SLURM_SUBMIT_DIR:-.}}"
 echo "[rexbert] $(date +%FT%T) curate task ${SLURM_ARRAY_TASK_ID:-0}/${SLURM_ARRAY_TASK_COUNT:-1}: $*"
-exec "${REXBERT_PYTHON:-python}" -m data_tools.curate "$@" progress=false \
+exec "${REXBERT_PYTHON:-python}" -m data_tools.curate --preset "${REXBERT_CURATE_PRESET:-ecommerce}" "$@" progress=false \
   shard_index="${SLURM_ARRAY_TASK_ID:-0}" num_shards="${SLURM_ARRAY_TASK_COUNT:-1}"

@@ -68,7 +68,7 @@ class DedupConfig:
     redis_port: int = 6379
     redis_db: int = 0
     redis_basename: str = "rexbert_dedup"  # keys live under "<basename>:"
-    batch_size: int = 1000  # documents per Redis pipeline
+    batch_size: int = 5000  # documents per Redis pipeline (a flush reconnects every band's buffer)
     text_field: str = "text"
     id_field: str = "id"
 
@@ -144,8 +144,10 @@ class DedupIndex:
         if config.storage == "redis":
             self.redis = connect_redis(config)
             self.prefix = f"{config.redis_basename}:"
+            # Buffered inserts without MULTI/EXEC: each reply is parsed once, not twice.
             storage = {"type": "redis", "basename": self.prefix.encode(),
-                       "redis": {"host": config.redis_host, "port": config.redis_port, "db": config.redis_db}}
+                       "redis": {"host": config.redis_host, "port": config.redis_port, "db": config.redis_db},
+                       "redis_buffer": {"transaction": False}}
         self.lsh = MinHashLSH(threshold=config.lsh_threshold, num_perm=config.num_perm, storage_config=storage,
                               prepickle=False)
         self._signatures: dict[bytes, bytes] = {}

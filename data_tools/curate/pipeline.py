@@ -35,7 +35,8 @@ from .mine import MineConfig
 from .report import ReportConfig
 from .sample import SampleConfig
 from .select import SelectConfig
-from .shards import CurationError, expand_inputs, output_shards, run_stage, stage_summary, write_json_atomic
+from .shards import (CurationError, expand_inputs, output_shards, run_stage, shard_name, stage_summary,
+                     write_json_atomic)
 
 STAGES = ("select", "sample", "label", "audit", "distill", "filter", "clean", "dedup", "decontam", "mine", "report")
 SHARD_PARALLEL = ("select", "filter", "clean", "decontam", "mine")
@@ -53,7 +54,7 @@ class CurateConfig:
     shard_index: int = 0  # this task's share of the shard-parallel stages: shards[i::n]
     num_shards: int = 1
     progress: bool = True
-    select: SelectConfig = field(default_factory=lambda: SelectConfig(domains_filter=["all"]))
+    select: SelectConfig = field(default_factory=SelectConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     label: LabelConfig = field(default_factory=lambda: LabelConfig(backend="keyword"))
     audit: AuditConfig = field(default_factory=lambda: AuditConfig(judge=LabelConfig(backend="keyword")))
@@ -77,23 +78,32 @@ def stage_dir(config: CurateConfig, stage: str) -> Path:
     return Path(config.output) / DIRS[stage]
 
 
-def _previous_shards(config: CurateConfig, stage: str) -> list[Path]:
-    """The input shards of a shard-parallel stage: the corpus for select, else the output of
-    the nearest earlier shard stage (filter reads select's output, ...)."""
+def _all_names(config: CurateConfig) -> list[str]:
+    """Every shard's file name, in corpus order. Names stay the same through the stages, so
+    an array task takes the same shards in every stage, whatever the others have finished."""
+    if not config.inputs:
+        raise CurationError("inputs is empty: give the corpus shards, e.g. inputs=[/data/finefineweb]")
+    return [shard_name(p) for p in expand_inputs(config.inputs)]
+
+
+def _stage_inputs(config: CurateConfig, stage: str, all_shards: bool = False) -> list[Path]:
+    """The input shards of ``stage`` for this task (``shard_index::num_shards`` of the
+    corpus's shards, or all of them): the corpus for select, else the same names in the
+    output of the nearest earlier shard-producing stage, which must have finished them."""
     if stage == "select":
-        if not config.inputs:
-            raise CurationError("inputs is empty: give the corpus shards, e.g. inputs=[/data/finefineweb]")
-        return expand_inputs(config.inputs)
+        shards = expand_inputs(config.inputs) if config.inputs else _all_names(config)
+        return shards if all_shards else shards[config.shard_index::config.num_shards]
     order = ("select", "filter", "clean", "dedup", "decontam", "mine")
     source = order[order.index(stage) - 1]
     folder = stage_dir(config, source)
-    if not folder.is_dir():
-        raise CurationError(f"{stage} needs the output of {source} ({folder}); run stages={source} first")
-    return output_shards(folder)
-
-
-def _mine_input(config: CurateConfig) -> list[Path]:
-    return _previous_shards(config, "mine")
+    names = _all_names(config)
+    if not all_shards:
+        names = names[config.shard_index::config.num_shards]
+    missing = [n for n in names if not (folder / f"{n}.done.json").is_file()]
+    if missing:
+        raise CurationError(f"{stage} needs {source}'s output of {len(missing)} shard(s) (first: "
+                            f"{folder / missing[0]}); run stages=[{source}] first")
+    return [folder / n for n in names]
 
 
 def run(config: CurateConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -124,8 +134,7 @@ def _forget(config: CurateConfig, stage: str) -> None:
     if not folder.is_dir():
         return
     if stage in SHARD_PARALLEL:  # only this task's shards: array tasks must not race
-        mine = _previous_shards(config, stage)[config.shard_index::config.num_shards]
-        markers = [folder / f"{p.name}.done.json" for p in mine]
+        markers = [folder / f"{n}.done.json" for n in _all_names(config)[config.shard_index::config.num_shards]]
     else:
         markers = [*folder.glob("*.done.json"), folder / f"{stage}.complete.json"]
     for marker in markers:
@@ -141,7 +150,7 @@ def _describe(summary: Any) -> str:
 
 def _shard_stage(stage: str, make_step: Callable[[], Any], per_shard: bool = False):
     def runner(config: CurateConfig) -> dict[str, Any]:
-        shards = _previous_shards(config, stage)[config.shard_index::config.num_shards]
+        shards = _stage_inputs(config, stage)
         out = stage_dir(config, stage)
         run_stage(stage, shards, out, make_step(config), progress=config.progress, per_shard_step=per_shard,
                   write_summary=False)
@@ -160,7 +169,7 @@ def _sample(config: CurateConfig) -> dict[str, Any]:
 
     out = stage_dir(config, "sample")
     out.mkdir(parents=True, exist_ok=True)
-    return sample(output_shards(stage_dir(config, "select")), out / "sample.jsonl", config.sample)
+    return sample(_stage_inputs(config, "filter", all_shards=True), out / "sample.jsonl", config.sample)
 
 
 def _label(config: CurateConfig) -> dict[str, Any]:
@@ -204,7 +213,7 @@ def _clean_step(config: CurateConfig):
 def _dedup(config: CurateConfig) -> dict[str, Any]:
     from .dedup import dedup
 
-    dedup(output_shards(stage_dir(config, "clean")), stage_dir(config, "dedup"), config.dedup)
+    dedup(_stage_inputs(config, "dedup", all_shards=True), stage_dir(config, "dedup"), config.dedup)
     return stage_summary(stage_dir(config, "dedup"))
 
 

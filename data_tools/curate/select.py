@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from .shards import Document, Step
+from .shards import CurationError, Document, Step
 
 
 def normalise_domain(name: str) -> str:
@@ -37,11 +37,11 @@ class SelectConfig:
         both = set(self.domains_direct) & set(self.domains_filter)
         if both:
             raise ValueError(f"select: {sorted(both)} listed in both select.domains_direct and select.domains_filter")
-        if not self.domains_direct and not self.domains_filter:
-            raise ValueError("select.domains_direct and select.domains_filter are both empty: nothing to select")
 
 
 def make_select_step(config: SelectConfig, shard: Optional[Path] = None) -> Step:
+    if not config.domains_direct and not config.domains_filter:
+        raise CurationError("select.domains_direct and select.domains_filter are both empty: nothing to select")
     direct, filtered = set(config.domains_direct), set(config.domains_filter)
     folder = normalise_domain(shard.parent.name) if shard is not None and config.domain_from_folder else None
 

@@ -190,3 +190,30 @@ def test_preprocess_array_then_merge_equals_one_process(cluster, slurm_env, tmp_
     assert preprocess([str(whole), "-o", str(tmp_path / "single"), "--workers", "1", "--no-progress", *options]) == 0
     for name in ("products.bin", "products.idx", "products_spans.bin", "products_spans.idx"):
         assert filecmp.cmp(tmp_path / "single" / name, tmp_path / "array" / name, shallow=False), name
+
+
+def test_curation_chain_on_slurm_equals_one_process(cluster, slurm_env, tmp_path):
+    """launch/curate.sh: array tasks for the shard-parallel stages, single jobs for the
+    rest, chained afterok — the same final corpus as one process running every stage."""
+    from data_tools.curate.config import load_curate_config
+    from data_tools.curate.example import build_example_corpus
+    from data_tools.curate.pipeline import run as run_pipeline
+
+    for name in ("slurm", "local"):
+        build_example_corpus(tmp_path / name)
+    run_pipeline(load_curate_config([f"output={tmp_path / 'local'}", "progress=false"], preset="example"),
+                 log=lambda line: None)
+    submitted = subprocess.run(["launch/curate.sh", f"output={tmp_path / 'slurm'}"], cwd=ROOT, check=True,
+                               env={**slurm_env, "REXBERT_CURATE_PRESET": "example", "REXBERT_CURATE_TASKS": "2",
+                                    "REXBERT_SBATCH_ARGS": "--cpus-per-task=1"}, capture_output=True, text=True)
+    jobs = [line.split() for line in submitted.stdout.splitlines()]
+    assert [j[0] for j in jobs] == ["select", "sample,label,audit,distill", "filter,clean", "dedup",
+                                    "decontam,mine", "report"], submitted.stdout
+    state = wait_for_job(jobs[-1][1], timeout=600)
+    assert state["JobState"] == "COMPLETED", (state, [job_state(j[1]).get("JobState") for j in jobs])
+    final = sorted(p.name for p in (tmp_path / "local" / "10_mine").glob("*.jsonl") if p.name.count(".") == 1)
+    assert final
+    for name in final:
+        assert filecmp.cmp(tmp_path / "local" / "10_mine" / name, tmp_path / "slurm" / "10_mine" / name,
+                           shallow=False), name
+    assert (tmp_path / "slurm" / "report" / "domains.png").is_file()

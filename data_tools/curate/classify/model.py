@@ -17,9 +17,7 @@ from .config import DistillConfig
 from .text import LABEL_PREFIX, training_line
 
 RELEVANT = f"{LABEL_PREFIX}relevant"
-FASTTEXT_LOG_EPS = 1e-5
-
-
+FASTTEXT_LOG_EPS = 1e-5  # fastText scores are exp(log(p + 1e-5))
 M_PERTURB = -6  # glibc mallopt parameter
 
 
@@ -94,8 +92,7 @@ def p_relevant_one(model, text: str) -> float:
 def _relevant_prob(labels, probs) -> float:
     for label, prob in zip(labels, probs):
         if label == RELEVANT:
-            # fastText returns exp(log(p + 1e-5)): take the 1e-5 back off (clipping would tie
-            # the top scores at 1.0), then clip float error
+            # take fastText's 1e-5 back off (clipping alone would tie the top scores at 1.0)
             return min(max(float(prob) - FASTTEXT_LOG_EPS, 0.0), 1.0)
     return 0.0
 
