@@ -122,6 +122,7 @@ def plot_domains(per_domain: dict[str, dict[str, int]], path: Path, title: str) 
     ax.barh([d for d, _ in items], [v["tokens"] for _, v in items], color="#4C72B0")
     for i, (_, v) in enumerate(items):
         ax.text(v["tokens"], i, f" {100 * v['tokens'] / total:.1f}%", va="center", fontsize=8)
+    ax.set_xlim(0, 1.15 * max([v["tokens"] for _, v in items] or [1]))  # room for the labels
     ax.set_xlabel("tokens (estimated)")
     ax.set_title(f"{title}: tokens per domain")
     ax.grid(axis="x", alpha=0.3)
