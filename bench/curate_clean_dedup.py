@@ -156,8 +156,8 @@ def main() -> None:
         sizes = [args.base, 4 * args.base, 16 * args.base]
         corpora = {n: build_corpus(tmp / f"c{n}", n) for n in sizes}
         tiny_clean = measure("clean", tiny, tmp / "o")
-        lines.append(row("clean (langid + quality + profanity)", measure("clean", corpora[sizes[1]], tmp / "o"),
-                         tiny_clean))
+        r = measure("clean", corpora[sizes[1]], tmp / "o")
+        lines.append(row(f"clean: quality + langid + profanity ({r['kept']:,} kept)", r, tiny_clean))
         tiny_dedup = measure("dedup", tiny, tmp / "o")
         for n in sizes:
             r = measure("dedup", corpora[n], tmp / "o")

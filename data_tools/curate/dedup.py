@@ -4,7 +4,8 @@ Leskovec et al., "Mining of Massive Datasets", ch. 3), with datasketch's ``MinHa
 
 A document's set is its word 5-grams (``shingle="word"``, ``shingle_size=5``: lower-cased
 ``\\w+`` words, so case and punctuation edits do not count) or character n-grams of the same
-normalised text (``shingle="char"``); a document shorter than n words is one shingle.
+normalised text (``shingle="char"``); a document shorter than n words is one shingle, and
+one with no words at all is not indexed (always kept).
 
 Keep rule, independent of shard order and sharding: documents whose estimated Jaccard
 similarity is ``>= threshold`` are linked, links are closed transitively (union-find), and of
@@ -12,7 +13,8 @@ each group the document whose id is smallest *as a string* survives (``"10" < "9
 are dropped as ``near_duplicate``. Ids are read as ``str(doc[id_field])``.
 
     pass 1  index:  signature per document → signature store + LSH index; documents with an
-                    identical signature are linked at once (exact duplicates never reach LSH)
+                    identical signature (estimated Jaccard 1) are linked at once, so exact
+                    duplicates never reach LSH and cannot swell one bucket
             decide: every LSH bucket with 2+ members gives candidate pairs, verified with the
                     estimated Jaccard; groups → ``dedup.duplicates.jsonl`` (dropped id → survivor)
     pass 2  apply:  ``shards.run_stage("dedup", ...)`` drops the listed ids
@@ -27,7 +29,12 @@ run (every node sees the same Redis and a shared out dir):
     4. every node:     python -m data_tools.curate dedup --phase apply  MY_SHARDS... -o OUT
 
 (``--phase all``, the default, does 1–4 in one process.) A document id must be unique across
-the run; a repeated id is reported, and only its first occurrence (shards in name order) is kept.
+the run; a repeated id is reported, and only its first occurrence (shards in name order) is kept
+— per process: in a multi-node run each node keeps its own first occurrence.
+
+Memory (bench/curate_clean_dedup.py, 2-core VM): ``memory`` storage holds ~5 KB per document,
+mostly datasketch's per-bucket sets (80k documents: +420 MiB); with ``redis`` the client stays
+flat and redis-server holds the index.
 """
 
 from __future__ import annotations
@@ -60,14 +67,15 @@ class DedupConfig:
     threshold: float = 0.8
     # The Jaccard the LSH bands are tuned for (datasketch's optimal b, r): below threshold,
     # so pairs just above it become candidates (banding tuned at 0.8 itself finds a pair at
-    # 0.85 only ~69% of the time; at 0.7, ~97%). Candidates are then verified at threshold.
+    # 0.85 only ~69% of the time; at 0.7, ~97%: 1 - (1 - J^r)^b). Candidates are then
+    # verified at threshold.
     lsh_threshold: float = 0.7
     seed: int = 1
     storage: str = "memory"  # "memory" | "redis"
     redis_host: str = "localhost"
     redis_port: int = 6379
     redis_db: int = 0
-    redis_basename: str = "rexbert_dedup"  # keys live under "<basename>:"
+    redis_basename: str = "rexbert_dedup"  # keys live under "<basename>:"; one run per basename at a time
     batch_size: int = 5000  # documents per Redis pipeline (a flush reconnects every band's buffer)
     text_field: str = "text"
     id_field: str = "id"
@@ -94,6 +102,7 @@ class DedupConfig:
 # --- signatures ---------------------------------------------------------------------------------
 
 def shingles(text: str, config: DedupConfig) -> set[bytes]:
+    """The document's set: word or character n-grams of its lower-cased words."""
     words = _WORDS.findall(text.lower())
     n = config.shingle_size
     if config.shingle == "char":
@@ -301,7 +310,8 @@ def decide(index: DedupIndex, config: DedupConfig) -> tuple[dict[str, str], dict
     """(dropped id → surviving id, counts). Candidate pairs from shared LSH buckets are
     linked when their estimated Jaccard is >= threshold."""
     groups = _UnionFind()
-    for a, b in index.links():
+    links = index.links()
+    for a, b in links:
         groups.union(a, b)
     buckets = list(index.buckets())
     signatures = index.signatures({k for members in buckets for k in members})
@@ -322,7 +332,7 @@ def decide(index: DedupIndex, config: DedupConfig) -> tuple[dict[str, str], dict
         root = groups.find(key)
         if root != key:
             dropped[key.decode()] = root.decode()
-    counts = {"exact_links": len(index.links()), "candidate_pairs": candidate_pairs, "verified_pairs": verified,
+    counts = {"exact_links": len(links), "candidate_pairs": candidate_pairs, "verified_pairs": verified,
               "groups": len({v for v in dropped.values()}), "dropped": len(dropped)}
     return dropped, counts
 
