@@ -6,6 +6,9 @@ stages of ``conf/curate/<NAME>.yaml`` (default ``ecommerce``) with overrides, e.
 
 ``python -m data_tools.curate.example`` builds a small corpus from the shipped sample text and
 runs every stage on it (no model server needed: a keyword stand-in labels it).
+
+Single stages also have their own command lines (plain options, no Hydra):
+``python -m data_tools.curate {label,audit,distill,filter,clean,dedup,decontam} --help``.
 """
 
 from __future__ import annotations
@@ -13,11 +16,21 @@ from __future__ import annotations
 import sys
 
 
+STAGE_COMMANDS = {"label": ".label.run", "audit": ".audit", "distill": ".classify.distill",
+                  "filter": ".classify.filter", "clean": ".clean.pipeline", "dedup": ".dedup",
+                  "decontam": ".decontam", "decontaminate": ".decontam"}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] in (["-h"], ["--help"]):
         print(__doc__)
         return 0
+    if argv and argv[0] in STAGE_COMMANDS:
+        import importlib
+
+        module = importlib.import_module(STAGE_COMMANDS[argv[0]], __package__)
+        return module.main(argv[1:])
     preset = "ecommerce"
     if argv[:1] == ["--preset"] and len(argv) > 1:
         preset, argv = argv[1], argv[2:]
