@@ -1,7 +1,11 @@
 """Masked-token recovery of a Hugging Face MLM folder on held-out text, and the
 unigram-frequency baseline on exactly the same masked positions.
 
-Documents are tokenised with special tokens and no truncation beyond ``max_length``; a
+``masked_token_recovery`` is the quick check the demo runs (uniform token masking); the full
+protocol (block sizes, span-aware masking, word-level mode, top-1/3/5) is
+``rexbert.eval.mlm_protocol``, which scores with ``count_unit_hits`` below.
+
+In ``masked_token_recovery``, documents are tokenised with special tokens and no truncation beyond ``max_length``; a
 fraction of non-special tokens (uniform, seed-fixed) is replaced by [MASK] and the model's
 top-k at those positions is scored. The baseline always predicts the training corpus's most
 frequent (non-special) tokens in frequency order.
@@ -15,6 +19,26 @@ from typing import Sequence
 
 import numpy as np
 import torch
+
+
+def count_unit_hits(topk_ids: torch.Tensor, targets: torch.Tensor, units: Sequence[Sequence[int]],
+                    ks: Sequence[int]) -> dict[int, int]:
+    """Recovered units per k. ``topk_ids`` [n, K] are a predictor's ranked ids at n masked
+    positions, ``targets`` [n] the true ids; a unit (a list of rows: one for a token, all of a
+    word's tokens for a word) is recovered at k when every row's target is in that row's top-k."""
+    hits = {}
+    for k in ks:
+        if k > topk_ids.shape[1]:
+            raise ValueError(f"top-{k} asked of a predictor that ranked only {topk_ids.shape[1]} ids")
+        row_hit = (topk_ids[:, :k] == targets[:, None]).any(dim=1).tolist()
+        hits[k] = sum(all(row_hit[r] for r in unit) for unit in units)
+    return hits
+
+
+def unigram_ranking(frequencies: np.ndarray, special_ids: Sequence[int], k: int) -> list[int]:
+    """The k most frequent non-special ids, most frequent first (ties: lower id first)."""
+    special = set(special_ids)
+    return [int(i) for i in np.argsort(-frequencies, kind="stable") if i not in special][:k]
 
 
 @dataclass
