@@ -1,8 +1,8 @@
 """``rexbert eval <task> [HYDRA_OVERRIDE ...]`` (also ``python -m rexbert eval ...``).
 
-Each task's config is a dataclass schema in the ConfigStore, composed with
-``conf/eval/<task>.yaml`` and the overrides (a misspelled key or a wrong type fails at
-start, naming it):
+Each task's config is a dataclass schema, merged with ``conf/eval/<task>.yaml`` (if any) and
+``key=value`` overrides in Hydra's syntax (a misspelled key or a wrong type fails at start,
+naming it):
 
     rexbert eval masked_tokens model=runs/demo/phase3/hf data=products.parquet
     rexbert eval glue model=/models/ModernBERT-base task=sst2 'lrs=[2e-5,5e-5]' 'seeds=[0,1,2]'
@@ -13,7 +13,9 @@ start, naming it):
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 from rexbert.eval.common import EvalError
@@ -38,26 +40,36 @@ def task_parts(task: str) -> tuple[type, Any]:
     return getattr(mod, config_name), getattr(mod, run_name)
 
 
-def eval_conf_dir():
-    """conf/eval/ is its own Hydra root, so ``model=/path`` is a plain key here, not the
-    training configs' ``model`` group."""
-    from rexbert.config import CONF_DIR
-
-    return CONF_DIR / "eval"
+def eval_conf_dir() -> Path:
+    return Path(os.environ.get("REXBERT_CONF_DIR", Path(__file__).resolve().parents[2] / "conf")) / "eval"
 
 
 def compose_eval(name: str, schema: type, overrides: Sequence[str]) -> Any:
-    """``schema`` ← conf/eval/<name>.yaml (when it exists) ← overrides, as a typed object."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.config_store import ConfigStore
-    from omegaconf import OmegaConf
+    """``schema`` ← conf/eval/<name>.yaml (when it exists) ← ``key=value`` overrides, as a
+    typed object; an unknown key or a wrong type fails naming it.
 
-    schema_name = f"eval_{name}_schema"
-    ConfigStore.instance().store(name=schema_name, node=schema)
-    folder = eval_conf_dir()
-    config_name = name if (folder / f"{name}.yaml").is_file() else schema_name
-    with initialize_config_dir(config_dir=str(folder), version_base="1.3"):
-        return OmegaConf.to_object(compose(config_name=config_name, overrides=list(overrides)))
+    OmegaConf's merge rather than Hydra's compose: the training configs register ``model``
+    and ``data`` as Hydra config groups process-wide, which would turn ``model=/path/to/hf``
+    into a group override."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    merged = OmegaConf.structured(schema)
+    path = eval_conf_dir() / f"{name}.yaml"
+    try:
+        if path.is_file():
+            merged = OmegaConf.merge(merged, OmegaConf.load(path))
+        bad = [o for o in overrides if "=" not in o]
+        if bad:
+            raise EvalError(f"overrides must be key=value, got {bad}")
+        merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([o.lstrip("+") for o in overrides]))
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None)
+        where = f" (key {key})" if key else ""
+        raise EvalError(f"eval {name} config{where}: {str(e).splitlines()[0]}") from None
+    except ValueError as e:  # a dataclass's own check, naming the key
+        raise EvalError(f"eval {name} config: {e}") from None
 
 
 def load_task_config(task: str, overrides: Sequence[str] = ()) -> Any:
