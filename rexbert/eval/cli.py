@@ -4,7 +4,7 @@ Each task's config is a dataclass schema, merged with ``conf/eval/<task>.yaml`` 
 ``key=value`` overrides in Hydra's syntax (a misspelled key or a wrong type fails at start,
 naming it):
 
-    rexbert eval masked_tokens model=runs/demo/phase3/hf data=products.parquet
+    rexbert eval masked_tokens model=runs/demo/phase3/hf data_path=products.parquet
     rexbert eval glue model=/models/ModernBERT-base task=sst2 'lrs=[2e-5,5e-5]' 'seeds=[0,1,2]'
     rexbert eval suite 'models=[runs/demo/phase3/hf,/models/ModernBERT-base]' output=runs/eval
     rexbert eval report runs/eval -o runs/eval/report

@@ -79,8 +79,9 @@ class MatryoshkaConfig:
 def encoder_parts(model):
     """(encoder, its layers) of a ModernBertForMaskedLM, or an EvalError naming what is missing."""
     encoder = getattr(model, "model", None)
-    missing = [n for n, obj in (("model.layers", getattr(encoder, "layers", None)), ("head", getattr(model, "head", None)),
-                                ("decoder", getattr(model, "decoder", None))) if obj is None]
+    parts = {"model.layers": getattr(encoder, "layers", None), "head": getattr(model, "head", None),
+             "decoder": getattr(model, "decoder", None)}
+    missing = [name for name, part in parts.items() if part is None]
     if missing:
         raise EvalError(f"the Matryoshka grid needs a ModernBertForMaskedLM; {type(model).__name__} has no {missing}")
     return encoder, encoder.layers
@@ -199,7 +200,7 @@ def run_matryoshka(config: MatryoshkaConfig) -> dict:
     else:
         grid, details = retrieval_grid(config, model, tokenizer, layers, dims)
         dataset = config.test_path
-    metrics = {"grid": {f"L{l}_d{d}": grid[f"L{l}_d{d}"] for l in layers for d in dims}, "layers": layers,
+    metrics = {"grid": {f"L{k}_d{d}": grid[f"L{k}_d{d}"] for k in layers for d in dims}, "layers": layers,
                "dims": dims, "metric": config.metric}
     return write_result(config.output, "matryoshka", config.model, dataset, config.seed, metrics, config, details,
                         started)
@@ -216,11 +217,11 @@ def plot_matryoshka_grid(result: dict, path: str | Path) -> Path:
 
     metrics = result.get("metrics", result)
     layers, dims = metrics["layers"], metrics["dims"]
-    values = np.array([[metrics["grid"][f"L{l}_d{d}"] for d in dims] for l in layers], dtype=float)
+    values = np.array([[metrics["grid"][f"L{k}_d{d}"] for d in dims] for k in layers], dtype=float)
     fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(dims), 1.0 + 0.5 * len(layers)), constrained_layout=True)
     image = ax.imshow(values, cmap="viridis", aspect="auto")
     ax.set_xticks(range(len(dims)), [str(d) for d in dims])
-    ax.set_yticks(range(len(layers)), [str(l) for l in layers])
+    ax.set_yticks(range(len(layers)), [str(k) for k in layers])
     ax.set_xlabel("leading dims")
     ax.set_ylabel("layer")
     ax.set_title(f"{result.get('model_name', '')} {metrics.get('metric', '')}".strip())

@@ -5,10 +5,11 @@ on the tokenizer. A *unit* is the group of non-special tokens that overlap one w
 straddle two words merge them into one unit); a non-special token that overlaps no word
 (punctuation, whitespace) is a unit of its own in token mode.
 
-- ``token`` mode (default): units are masked whole (whole-word spans) in a seeded random order;
-  a unit that would take the masked count past the budget ``max(1, round(ratio × non-special
-  tokens))`` is skipped (the rule of Hugging Face's whole-word-mask collator); every masked
-  token is scored on its own.
+- ``token`` mode (default): units are masked whole (whole-word spans, not Poisson spans) in a
+  seeded random order; a unit that would take the masked count past the budget
+  ``max(1, round(ratio × non-special tokens))`` is skipped, the rule of Hugging Face's
+  whole-word-mask collator (tokens with an empty character span are neither masked nor counted);
+  every masked token is scored on its own.
 - ``word`` mode: only units with a word whose tokens all fit in the block are candidates; they
   are taken in the order of a seeded permutation of the *text's* words (a unit ranks by its
   first word), ``max(1, round(ratio × candidates))`` of them, so two models with different

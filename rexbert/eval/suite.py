@@ -2,7 +2,7 @@
 side by side (any HF MLM folder on disk: ours exported, ModernBERT, Ettin, BERT ...).
 
     rexbert eval suite 'models=[runs/demo/phase3/hf,/models/ModernBERT-base]' output=runs/eval \\
-        'tasks={masked_tokens: [data=products.parquet], glue: [task=sst2]}'
+        'tasks={masked_tokens: [data_path=products.parquet], glue: [task=sst2]}'
 
 Results go to ``<output>/<model name>/<task>[-<n>].json``, the report to ``<output>/report/``.
 """
