@@ -68,6 +68,7 @@ class Window:
 
 
 def windows(tokenizer, examples: Sequence[QaExample], config: QaConfig, batch: int = 256) -> list[Window]:
+    """Every window of every question, answer-labelled (tokenised ``batch`` questions at a time)."""
     out: list[Window] = []
     for first in range(0, len(examples), batch):
         chunk = examples[first:first + batch]

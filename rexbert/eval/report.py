@@ -74,7 +74,8 @@ def build_report(folders: Sequence[str | Path], out_dir: str | Path, title: str 
     out.mkdir(parents=True, exist_ok=True)
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for r in results:
-        groups[(r["task"], r.get("dataset", ""))].append(r)
+        dataset = str(r.get("dataset", ""))
+        groups[(r["task"], Path(dataset).name if "/" in dataset else dataset)].append(r)
     models = sorted({r.get("model_name") or Path(r["model"]).name for r in results})
     lines = [f"# {title}", "", f"Models: {', '.join(f'`{m}`' for m in models)}.", ""]
     for (task, dataset), rows in sorted(groups.items()):
