@@ -27,3 +27,22 @@ def world_of_one():
 
     init_parallel(1, 1)
     yield
+
+
+@pytest.fixture(scope="session")
+def tiny_mlm(tmp_path_factory):
+    """One tiny random Hugging Face MLM folder (real ModernBERT tokenizer) for every evaluation test."""
+    from eval_helpers import tiny_mlm_folder
+
+    return tiny_mlm_folder(tmp_path_factory.mktemp("tiny_mlm") / "model")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models run fastest on one thread; on a shared 2-core VM more threads crawl (10x, measured)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -5,6 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# Real product text for the evaluation tests (tests may read ../shared; the user path never does).
+ABT = Path(__file__).resolve().parents[2] / "shared" / "data" / "ecommerce" / "abt_products.csv"
+
+
+def abt_path() -> Path:
+    """The Abt-Buy products CSV, or skip the test where this checkout has no ../shared."""
+    import pytest
+
+    if not ABT.is_file():
+        pytest.skip(f"{ABT} not available")
+    return ABT
+
 
 def tiny_mlm_folder(path: Path, seed: int = 0, hidden: int = 32, layers: int = 2) -> Path:
     import torch

@@ -11,19 +11,18 @@ import numpy as np
 import pytest
 import torch
 
-from eval_helpers import tiny_mlm_folder
+from eval_helpers import abt_path, tiny_mlm_folder
 from rexbert.eval import mlm_protocol
 from rexbert.eval.common import EvalError, load_tokenizer, read_table
 from rexbert.eval.masked_tokens import count_unit_hits, masked_token_recovery
 from rexbert.eval.mlm_masking import mask_document
 from rexbert.eval.mlm_protocol import MaskedTokensConfig, build_examples, run_masked_tokens
 
-ABT = "/work/shared/data/ecommerce/abt_products.csv"
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return tiny_mlm_folder(tmp_path_factory.mktemp("tiny") / "model")
+def tiny(tiny_mlm):
+    return tiny_mlm
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +32,7 @@ def tokenizer(tiny):
 
 @pytest.fixture(scope="module")
 def abt_texts():
-    return [f"{r['title']} {r['description']}".strip() for r in read_table(ABT, ["title", "description"])]
+    return [f"{r['title']} {r['description']}".strip() for r in read_table(abt_path(), ["title", "description"])]
 
 
 def logits_with_ranks(targets: list[int], ranks: list[int], vocab: int) -> torch.Tensor:
@@ -161,7 +160,7 @@ def test_word_mode_masks_the_same_words_whatever_the_tokenizer(tokenizer, abt_te
 
 def test_run_on_abt_products(tmp_path, tiny, tokenizer):
     out = tmp_path / "masked.json"
-    result = run_masked_tokens(MaskedTokensConfig(model=str(tiny), data_path=ABT, output=str(out), limit=40,
+    result = run_masked_tokens(MaskedTokensConfig(model=str(tiny), data_path=abt_path(), output=str(out), limit=40,
                                                   block_sizes=[32, 128], batch_size=8))
     metrics = json.loads(out.read_text())["metrics"]
     assert metrics == json.loads(json.dumps(result["metrics"]))
@@ -171,7 +170,7 @@ def test_run_on_abt_products(tmp_path, tiny, tokenizer):
         assert 0 <= entry["top1"] <= entry["top3"] <= entry["top5"] <= 1
         assert entry["positions"] == entry["masked_tokens"] > 0
     # the baseline predicts the evaluated texts' most frequent token everywhere: recount it
-    texts = mlm_protocol.load_texts(ABT, ["title", "description"], " ", 40)
+    texts = mlm_protocol.load_texts(abt_path(), ["title", "description"], " ", 40)
     counts = mlm_protocol.unigram_counts(tokenizer, texts)
     counts[tokenizer.all_special_ids] = -1
     examples = build_examples(tokenizer, texts, 128, "token", 0.15, 0)
@@ -189,13 +188,13 @@ def test_demo_api_still_works(tiny, tokenizer, abt_texts):
 
 def test_clear_errors(tmp_path, tiny):
     with pytest.raises(EvalError, match="no column.*'body'"):
-        run_masked_tokens(MaskedTokensConfig(model=str(tiny), data_path=ABT, text_columns=["title", "body"],
+        run_masked_tokens(MaskedTokensConfig(model=str(tiny), data_path=abt_path(), text_columns=["title", "body"],
                                              output=str(tmp_path / "x.json")))
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "config.json").write_text("{}")
     with pytest.raises(EvalError, match="weights.*tokenizer"):
-        run_masked_tokens(MaskedTokensConfig(model=str(broken), data_path=ABT, output=str(tmp_path / "x.json")))
+        run_masked_tokens(MaskedTokensConfig(model=str(broken), data_path=abt_path(), output=str(tmp_path / "x.json")))
     with pytest.raises(EvalError, match="mode="):
         MaskedTokensConfig(mode="span")
     with pytest.raises(EvalError, match="block_sizes"):

@@ -10,19 +10,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from eval_helpers import tiny_mlm_folder
+from eval_helpers import abt_path, tiny_mlm_folder
 from rexbert.eval.common import EvalError, load_masked_lm, read_table
 from rexbert.eval.matryoshka import (MatryoshkaConfig, grid_predictor, layer_states, plot_matryoshka_grid,
                                      run_matryoshka, sliced_head_logits)
 from rexbert.eval.mlm_protocol import build_examples, collate, mlm_predictor
 from rexbert.eval.retrieval import RetrievalConfig, run_retrieval
 
-ABT = "/work/shared/data/ecommerce/abt_products.csv"
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return tiny_mlm_folder(tmp_path_factory.mktemp("tiny") / "model")
+def tiny(tiny_mlm):
+    return tiny_mlm
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +32,7 @@ def loaded(tiny):
 @pytest.fixture(scope="module")
 def abt_batch(loaded):
     _, tok = loaded
-    texts = [f"{r['title']} {r['description']}" for r in read_table(ABT, ["title", "description"], limit=6)]
+    texts = [f"{r['title']} {r['description']}" for r in read_table(abt_path(), ["title", "description"], limit=6)]
     return collate(build_examples(tok, texts, 64, "token", 0.15, 0), tok.pad_token_id)
 
 
@@ -72,7 +71,7 @@ def test_last_layer_full_width_cell_is_the_model(tiny, abt_batch):
 
 def test_masked_token_grid_on_abt(tmp_path, tiny):
     out = tmp_path / "grid.json"
-    run_matryoshka(MatryoshkaConfig(model=str(tiny), data_path=ABT, output=str(out), layers=[1, 2], dims=[32, 16],
+    run_matryoshka(MatryoshkaConfig(model=str(tiny), data_path=abt_path(), output=str(out), layers=[1, 2], dims=[32, 16],
                                     metric="mlm_top5", limit=20, block_size=64))
     result = json.loads(out.read_text())
     metrics = result["metrics"]
@@ -84,7 +83,7 @@ def test_masked_token_grid_on_abt(tmp_path, tiny):
 
 
 def test_retrieval_grid_full_cell_equals_the_retrieval_task(tmp_path, tiny):
-    rows = read_table(ABT, ["title", "description"], limit=30)
+    rows = read_table(abt_path(), ["title", "description"], limit=30)
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("".join(json.dumps({"query": r["title"], "document": r["description"]}) + "\n" for r in rows))
     grid = run_matryoshka(MatryoshkaConfig(model=str(tiny), test_path=str(pairs), output=str(tmp_path / "g.json"),
@@ -98,10 +97,10 @@ def test_retrieval_grid_full_cell_equals_the_retrieval_task(tmp_path, tiny):
 
 def test_clear_errors(tmp_path, tiny):
     with pytest.raises(EvalError, match="matryoshka.layers: 3 is not a layer in 1..2"):
-        run_matryoshka(MatryoshkaConfig(model=str(tiny), data_path=ABT, layers=[3], output=str(tmp_path / "x.json")))
+        run_matryoshka(MatryoshkaConfig(model=str(tiny), data_path=abt_path(), layers=[3], output=str(tmp_path / "x.json")))
     with pytest.raises(EvalError, match="matryoshka.dims: 64 is not in 1..32"):
-        run_matryoshka(MatryoshkaConfig(model=str(tiny), data_path=ABT, dims=[64], output=str(tmp_path / "x.json")))
+        run_matryoshka(MatryoshkaConfig(model=str(tiny), data_path=abt_path(), dims=[64], output=str(tmp_path / "x.json")))
     with pytest.raises(EvalError, match="matryoshka.metric"):
         MatryoshkaConfig(metric="accuracy")
     with pytest.raises(EvalError, match="does not exist"):
-        run_matryoshka(MatryoshkaConfig(model=str(tmp_path / "none"), data_path=ABT))
+        run_matryoshka(MatryoshkaConfig(model=str(tmp_path / "none"), data_path=abt_path()))

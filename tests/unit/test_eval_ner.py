@@ -16,12 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from eval_helpers import tiny_mlm_folder
+from eval_helpers import abt_path, tiny_mlm_folder
 from rexbert.eval.common import EvalError
 from rexbert.eval.conll import entities, entity_scores, label_list, read_conll
 from rexbert.eval.ner import NerConfig, encode_words, load_with_head, run_ner, word_tags
 
-ABT = Path("/work/shared/data/ecommerce/abt_products.csv")
 TWO_WORD_BRANDS = {("Altec", "Lansing"), ("Polk", "Audio"), ("Tech", "Craft")}
 
 
@@ -44,22 +43,12 @@ def write_conll(path: Path, titles: list[str]) -> Path:
     return path
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models run fastest on one thread; on a shared 2-core VM more threads crawl (10× here)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def abt_titles() -> list[str]:
-    if not ABT.is_file():
-        pytest.skip(f"{ABT} not available")
-    with open(ABT, newline="", encoding="utf-8") as f:
+    with open(abt_path(), newline="", encoding="utf-8") as f:
         return [row["title"] for row in csv.DictReader(f)]
 
 

@@ -17,30 +17,19 @@ from pathlib import Path
 
 import pytest
 
-from eval_helpers import tiny_mlm_folder
+from eval_helpers import abt_path, tiny_mlm_folder
 from rexbert.eval.common import EvalError, load_tokenizer
 from rexbert.eval.qa import QaConfig, Window, best_answers, run_qa, windows
 from rexbert.eval.squad import QaExample, exact_match, normalize_answer, read_squad, squad_scores, token_f1
 
-ABT = Path("/work/shared/data/ecommerce/abt_products.csv")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models run fastest on one thread; on a shared 2-core VM more threads crawl (10× here)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def abt_rows() -> list[dict]:
-    if not ABT.is_file():
-        pytest.skip(f"{ABT} not available")
-    with open(ABT, newline="", encoding="utf-8") as f:
+    with open(abt_path(), newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
 
 

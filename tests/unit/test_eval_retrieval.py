@@ -12,23 +12,22 @@ import pytest
 import torch
 from sklearn.metrics import ndcg_score
 
-from eval_helpers import tiny_mlm_folder
+from eval_helpers import abt_path, tiny_mlm_folder
 from rexbert.eval.common import EvalError, read_table
 from rexbert.eval.metrics_ir import ranking_metrics
 from rexbert.eval.retrieval import RetrievalConfig, build_retrieval_data, load_pairs, run_retrieval
 
-ABT = "/work/shared/data/ecommerce/abt_products.csv"
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return tiny_mlm_folder(tmp_path_factory.mktemp("tiny") / "model")
+def tiny(tiny_mlm):
+    return tiny_mlm
 
 
 @pytest.fixture(scope="module")
 def abt_pairs(tmp_path_factory):
     """Test pairs (products 0–39) and train pairs (products 100–195) of title → description."""
-    rows = [r for r in read_table(ABT, ["title", "description"]) if r["description"].strip()]
+    rows = [r for r in read_table(abt_path(), ["title", "description"]) if r["description"].strip()]
     folder = tmp_path_factory.mktemp("pairs")
 
     def write(name, chosen):
