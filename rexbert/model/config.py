@@ -9,6 +9,9 @@ from typing import Optional
 import torch
 
 TRANSFORMER_IMPLS = ("local", "transformer_engine")
+ATTENTION_BACKENDS = ("sdpa", "flash_attn", "flex")
+FP8_RECIPES = {"delayed": "delayed", "current": "tensorwise"}  # ours -> megatron's Fp8Recipe
+COMPILE_MODES = ("none", "layers", "model")
 
 
 @dataclass
@@ -41,9 +44,19 @@ class RexBertConfig:
     # fused attention on GPU (FP8-capable); needs transformer-engine.
     transformer_impl: str = "local"
     params_dtype: str = "float32"
+    # Core attention of the local spec (docs/gpu.md): "sdpa" (torch, runs anywhere), "flash_attn"
+    # (flash-attn varlen kernels; CUDA, bf16/fp16) or "flex" (torch FlexAttention). The TE spec
+    # always uses TE's own attention, so it takes the default only.
+    attention_backend: str = "sdpa"
     # FP8 matmuls through Transformer Engine: null | "e4m3" | "hybrid" (needs transformer_impl=
-    # transformer_engine and a GPU with FP8, e.g. H100).
+    # transformer_engine and a GPU with FP8, e.g. H100). Everything else runs in params_dtype.
     fp8: Optional[str] = None
+    # How FP8 scales are chosen: "delayed" (amax history, TE DelayedScaling) or "current"
+    # (per-tensor scale of the tensor being cast, TE Float8CurrentScaling; TE >= 2.2).
+    fp8_recipe: str = "delayed"
+    # torch.compile after build: "none", "layers" (each transformer layer) or "model" (the whole
+    # module), applied by rexbert.model.compile.maybe_compile.
+    compile: str = "none"
     tensor_model_parallel_size: int = 1
     pipeline_model_parallel_size: int = 1
     # "none" | "full" (recompute every layer in backward) | "selective" (core attention only)
@@ -76,6 +89,34 @@ class RexBertConfig:
                 raise ValueError("model.fp8 needs model.transformer_impl=transformer_engine")
         if self.params_dtype not in ("float32", "bfloat16", "float16"):
             raise ValueError(f"model.params_dtype={self.params_dtype!r}: float32, bfloat16 or float16")
+        if self.fp8_recipe not in FP8_RECIPES:
+            raise ValueError(f"model.fp8_recipe={self.fp8_recipe!r}: choose one of {tuple(FP8_RECIPES)}")
+        if self.compile not in COMPILE_MODES:
+            raise ValueError(f"model.compile={self.compile!r}: choose one of {COMPILE_MODES}")
+        self._check_attention_backend()
+
+    def _check_attention_backend(self) -> None:
+        backend = self.attention_backend
+        if backend not in ATTENTION_BACKENDS:
+            raise ValueError(f"model.attention_backend={backend!r}: choose one of {ATTENTION_BACKENDS}")
+        if backend == "sdpa":
+            return
+        if self.transformer_impl == "transformer_engine":
+            raise ValueError(
+                f"model.attention_backend={backend} selects the local spec's core attention; "
+                "model.transformer_impl=transformer_engine uses TE's fused/flash attention (choose its "
+                "kernel with NVTE_FLASH_ATTN / NVTE_FUSED_ATTN): leave model.attention_backend=sdpa"
+            )
+        if backend == "flash_attn" and self.params_dtype == "float32":
+            raise ValueError(
+                "model.attention_backend=flash_attn runs in bf16/fp16 only: set "
+                "model.params_dtype=bfloat16 (or use model.attention_backend=sdpa for float32)"
+            )
+        if backend == "flex" and self.attention_dropout > 0:
+            raise ValueError(
+                "model.attention_backend=flex has no attention dropout: set model.attention_dropout=0 "
+                "or use sdpa / flash_attn"
+            )
 
     @property
     def head_dim(self) -> int:
@@ -163,6 +204,7 @@ def to_transformer_config(config: RexBertConfig, sequence_parallel: bool = False
         recompute_modules=["core_attn"] if config.recompute == "selective" else None,
         deallocate_pipeline_outputs=False,
         fp8=config.fp8,
+        fp8_recipe=FP8_RECIPES[config.fp8_recipe],
         # Layer 0 has no attention norm, so layers are not homogeneous: checkpoint each
         # layer under its own key instead of stacking them (megatron's spelling).
         hetereogenous_dist_checkpoint=True,

@@ -1,5 +1,6 @@
 """Layer specs: which module fills each slot of each layer. The one place that decides
-local (pure torch, CPU) vs Transformer Engine (GPU), and local vs global attention."""
+local (pure torch, CPU) vs Transformer Engine (GPU), the local spec's core attention
+(SDPA, flash-attn varlen or FlexAttention), and local vs global attention."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from megatron.core.fusions.fused_bias_dropout import get_bias_dropout_add
 
 from rexbert.model.attention import GLOBAL_ROPE, LOCAL_ROPE, RexBertSelfAttention, SdpaCoreAttention
 from rexbert.model.config import RexBertConfig
+from rexbert.model.flash_attention import VarlenCoreAttention, varlen_kernel
 from rexbert.model.layers import BiasFreeLayerNorm
 
 
@@ -53,6 +55,14 @@ def _te_core_attention(half_window: int | None):
     return TELocalOrGlobalAttention
 
 
+def _local_core_attention(backend: str, half_window: int | None):
+    """``model.attention_backend``: torch SDPA (anywhere), flash-attn varlen or FlexAttention.
+    A backend that cannot run here fails now, with the guard's message, not at first forward."""
+    if backend == "sdpa":
+        return functools.partial(SdpaCoreAttention, half_window=half_window)
+    return functools.partial(VarlenCoreAttention, half_window=half_window, kernel=varlen_kernel(backend))
+
+
 def get_rexbert_layer_spec(config: RexBertConfig, layer_index: int) -> ModuleSpec:
     """The spec of layer ``layer_index`` (0-based, whole model)."""
     is_global = config.is_global_layer(layer_index)
@@ -63,7 +73,7 @@ def get_rexbert_layer_spec(config: RexBertConfig, layer_index: int) -> ModuleSpe
         core_attention = _te_core_attention(half_window)
     else:
         column, row = ColumnParallelLinear, RowParallelLinear
-        core_attention = functools.partial(SdpaCoreAttention, half_window=half_window)
+        core_attention = _local_core_attention(config.attention_backend, half_window)
 
     return ModuleSpec(
         module=TransformerLayer,

@@ -63,6 +63,10 @@ class Trainer:
         self.is_rank0 = dist.get_rank() == 0
         self._last_stage = parallel_state.is_pipeline_last_stage()
         self.model = build_model(cfg.model)
+        # model.compile: torch.compile per layer or whole model, in place (names unchanged)
+        from rexbert.model.compile import maybe_compile
+
+        self.model = maybe_compile(self.model, cfg.model)
         tc = self.model.config
         tc.calculate_per_token_loss = True  # exact token mean over the global batch
         tc.finalize_model_grads_func = finalize_model_grads
