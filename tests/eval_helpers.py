@@ -3,10 +3,13 @@ weights, 2 layers × 32 wide) with the real ModernBERT tokenizer, saved like an 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 # Real product text for the evaluation tests (tests may read ../shared; the user path never does).
-ABT = Path(__file__).resolve().parents[2] / "shared" / "data" / "ecommerce" / "abt_products.csv"
+# REXBERT_SHARED_DIR points elsewhere when the checkout does not sit beside shared/.
+SHARED = Path(os.environ.get("REXBERT_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
+ABT = SHARED / "data" / "ecommerce" / "abt_products.csv"
 
 
 def abt_path() -> Path:
