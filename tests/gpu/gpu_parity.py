@@ -15,6 +15,29 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+# the first document is longer than the 128-token local window
+LENGTHS = [300, 70, 181]
+
+
+def missing(library: str, what: str) -> str | None:
+    """Why a GPU test of ``library`` (a megatron_ext.compat probe name) cannot run here, or None."""
+    from megatron_ext.compat import probe
+
+    if not torch.cuda.is_available():
+        return "needs a CUDA GPU (torch.cuda.is_available() is False)"
+    found = probe(library)
+    return None if found.ok else f"needs {what} (GPU container): {found.reason}"
+
+
+def packed_params(lengths: list[int]):
+    """megatron's THD PackedSeqParams for documents of these lengths, on the GPU."""
+    from megatron.core.packed_seq_params import PackedSeqParams
+
+    cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32, device="cuda")
+    return PackedSeqParams(qkv_format="thd", cu_seqlens_q=cu, cu_seqlens_kv=cu,
+                           max_seqlen_q=max(lengths), max_seqlen_kv=max(lengths))
+
+
 CLEAR_MARGIN = 0.05  # logits; top-1 agreement is counted where the reference leads by this much
 
 

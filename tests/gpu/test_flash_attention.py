@@ -13,27 +13,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from megatron_ext.compat import probe
+from gpu_parity import LENGTHS, logits_parity, missing, packed_params
 
 
-def _missing() -> str | None:
-    if not torch.cuda.is_available():
-        return "needs a CUDA GPU (torch.cuda.is_available() is False)"
-    found = probe("flash_attn")
-    return None if found.ok else f"needs flash-attn (GPU container): {found.reason}"
-
-
-pytestmark = pytest.mark.skipif(_missing() is not None, reason=_missing() or "")
-
-LENGTHS = [300, 70, 181]  # the first document is longer than the 128-token local window
-
-
-def _packed_params(lengths: list[int]):
-    from megatron.core.packed_seq_params import PackedSeqParams
-
-    cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32, device="cuda")
-    return PackedSeqParams(qkv_format="thd", cu_seqlens_q=cu, cu_seqlens_kv=cu,
-                           max_seqlen_q=max(lengths), max_seqlen_kv=max(lengths))
+SKIP_REASON = missing("flash_attn", "flash-attn")
+pytestmark = pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")
 
 
 @pytest.fixture(scope="module")
@@ -63,18 +47,16 @@ def _both(models, causal: bool, *args, **kwargs):
 
 @pytest.mark.parametrize("causal", [False, True], ids=["mlm", "clm"])
 def test_packed_matches_sdpa(models, causal):
-    from gpu_parity import logits_parity
     from helpers import padded_batch
 
     ids, padding = padded_batch(LENGTHS, seed=42)
     flat = ids[~padding][None, :].cuda()
-    sdpa, flash = _both(models, causal, flat, packed_seq_params=_packed_params(LENGTHS))
+    sdpa, flash = _both(models, causal, flat, packed_seq_params=packed_params(LENGTHS))
     logits_parity(sdpa[0], flash[0]).check()
 
 
 @pytest.mark.parametrize("causal", [False, True], ids=["mlm", "clm"])
 def test_padded_is_unpadded_and_matches_sdpa(models, causal):
-    from gpu_parity import logits_parity
     from helpers import padded_batch
 
     ids, padding = padded_batch([300, 211], seed=43)
@@ -92,7 +74,7 @@ def test_packed_does_not_cross_documents(models):
     flat = ids[~padding][None, :].cuda()
     changed = flat.clone()
     changed[0, LENGTHS[0]:] = torch.randint(4, 500, (sum(LENGTHS[1:]),), device="cuda")
-    params = _packed_params(LENGTHS)
+    params = packed_params(LENGTHS)
     with torch.no_grad():
         a = flash(flat, packed_seq_params=params)[0, : LENGTHS[0]].float()
         b = flash(changed, packed_seq_params=params)[0, : LENGTHS[0]].float()
@@ -113,7 +95,7 @@ def test_backward_matches_sdpa(models):
         model.set_causal(False)
         model.train()
         model.zero_grad(set_to_none=True)
-        model(flat, packed_seq_params=_packed_params(LENGTHS), labels=labels).float().mean().backward()
+        model(flat, packed_seq_params=packed_params(LENGTHS), labels=labels).float().mean().backward()
         grads.append({n: p.grad.float().flatten() for n, p in model.named_parameters() if p.grad is not None})
         model.eval()
     assert grads[0].keys() == grads[1].keys() and grads[0]

@@ -10,27 +10,11 @@ import dataclasses
 import pytest
 import torch
 
-from megatron_ext.compat import probe
+from gpu_parity import LENGTHS, logits_parity, missing, packed_params
 
 
-def _missing() -> str | None:
-    if not torch.cuda.is_available():
-        return "needs a CUDA GPU (torch.cuda.is_available() is False)"
-    found = probe("te")
-    return None if found.ok else f"needs transformer-engine (GPU container): {found.reason}"
-
-
-pytestmark = pytest.mark.skipif(_missing() is not None, reason=_missing() or "")
-
-LENGTHS = [300, 70, 181]  # the first document is longer than the 128-token local window
-
-
-def _packed_params(lengths: list[int]):
-    from megatron.core.packed_seq_params import PackedSeqParams
-
-    cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32, device="cuda")
-    return PackedSeqParams(qkv_format="thd", cu_seqlens_q=cu, cu_seqlens_kv=cu,
-                           max_seqlen_q=max(lengths), max_seqlen_kv=max(lengths))
+SKIP_REASON = missing("te", "transformer-engine")
+pytestmark = pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")
 
 
 def _te_twin(local, config):
@@ -70,7 +54,6 @@ def _both(models, causal: bool, *args, **kwargs):
 
 @pytest.mark.parametrize("causal", [False, True], ids=["mlm", "clm"])
 def test_te_spec_matches_local_spec_padded(models, causal):
-    from gpu_parity import logits_parity
     from helpers import padded_batch
 
     ids, padding = padded_batch([300, 211], seed=42)
@@ -81,12 +64,11 @@ def test_te_spec_matches_local_spec_padded(models, causal):
 
 @pytest.mark.parametrize("causal", [False, True], ids=["mlm", "clm"])
 def test_te_spec_matches_local_spec_packed(models, causal):
-    from gpu_parity import logits_parity
     from helpers import padded_batch
 
     ids, padding = padded_batch(LENGTHS, seed=43)
     flat = ids[~padding][None, :].cuda()
-    local, te = _both(models, causal, flat, packed_seq_params=_packed_params(LENGTHS))
+    local, te = _both(models, causal, flat, packed_seq_params=packed_params(LENGTHS))
     logits_parity(local[0], te[0]).check()
 
 
@@ -102,7 +84,6 @@ def test_fp8_recipes_run_and_stay_close(models, recipe):
     divide by 16, so the pack is 512 tokens."""
     from megatron.core.utils import is_te_min_version
 
-    from gpu_parity import logits_parity
     from helpers import padded_batch
 
     if _fp8_missing():
@@ -120,7 +101,7 @@ def test_fp8_recipes_run_and_stay_close(models, recipe):
     lengths = [304, 96, 112]
     ids, padding = padded_batch(lengths, seed=46)
     flat = ids[~padding][None, :].cuda()
-    params = _packed_params(lengths)
+    params = packed_params(lengths)
     with torch.no_grad():
         reference = te_bf16(flat, packed_seq_params=params)[0].float()
         for _ in range(2):  # delayed scaling: the second pass uses the amax of the first
