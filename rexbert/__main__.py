@@ -1,4 +1,4 @@
-"""``python -m rexbert eval <task> ...`` — the same as the ``rexbert`` command."""
+"""``python -m rexbert eval|experiment ...`` — the same as the ``rexbert`` command."""
 
 from __future__ import annotations
 
@@ -11,7 +11,12 @@ def main(argv: list[str] | None = None) -> int:
         from rexbert.eval.cli import main as eval_main
 
         return eval_main(argv[1:])
-    print("usage: rexbert eval <task|suite|report> [ARGS ...]   (rexbert eval --help)", file=sys.stderr)
+    if argv[:1] == ["experiment"]:
+        from rexbert.experiment.cli import main as experiment_main
+
+        return experiment_main(argv[1:])
+    print("usage: rexbert eval <task|suite|report> [ARGS ...]   (rexbert eval --help)\n"
+          "       rexbert experiment <name|--list|report|index> [ARGS ...]   (rexbert experiment --help)", file=sys.stderr)
     return 2
 
 

@@ -22,42 +22,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import time
 from pathlib import Path
 
 PHASES = ("phase1", "phase2", "phase3")
-
-
-def brand_and_model_spans(title: str) -> list[list[int]]:
-    """Cheap stand-in for the span miner (#7): the brand (first word) and the model code
-    after the last " - " of a product title, as character offsets."""
-    spans = []
-    first = re.match(r"\S+", title)
-    if first:
-        spans.append([first.start(), first.end()])
-    code = re.search(r" - ([A-Za-z0-9][\w/.-]*)\s*$", title)
-    if code and code.start(1) > (first.end() if first else 0):
-        spans.append([code.start(1), code.end(1)])
-    return spans
-
-
-def write_raw_corpus(raw: Path) -> dict[str, list[str]]:
-    from rexbert.sample_data import load_sample
-
-    raw.mkdir(parents=True, exist_ok=True)
-    heldout_texts = []
-    with open(raw / "products.jsonl", "w") as train, open(raw / "products_heldout.jsonl", "w") as held:
-        for i, record in enumerate(load_sample("products")):
-            title = record["text"].split(". ")[0]
-            row = {"id": record["id"], "text": record["text"], "spans": brand_and_model_spans(title)}
-            (held if i % 10 == 0 else train).write(json.dumps(row) + "\n")
-            if i % 10 == 0:
-                heldout_texts.append(record["text"])
-    with open(raw / "general.jsonl", "w") as f:
-        for record in load_sample("general"):
-            f.write(json.dumps({"id": record["id"], "text": record["text"], "spans": []}) + "\n")
-    return {"heldout": heldout_texts}
 
 
 def phase_overrides(phase: str, out: Path, data_dir: Path, steps: int, phase1_steps: int) -> list[str]:
@@ -106,15 +74,11 @@ def main(argv: list[str] | None = None) -> None:
     console = Console()
     start = time.perf_counter()
     out = args.out.resolve()
-    data_dir = out / "data"
-    splits = write_raw_corpus(out / "raw")
-    from data_tools.preprocess.cli import main as preprocess
+    from rexbert.sample_data.corpus import prepare_sample_corpus
 
-    code = preprocess([str(p) for p in sorted((out / "raw").glob("*.jsonl"))]
-                      + ["-o", str(data_dir), "--fields", "text", "--spans-field", "spans", "--workers", "2",
-                         "--no-progress", "--overwrite"])
-    if code:
-        raise SystemExit(f"preprocessing failed with exit code {code}")
+    corpus = prepare_sample_corpus(out, force=True)
+    data_dir = corpus.data_dir
+    heldout = [json.loads(line)["text"] for line in corpus.heldout_texts.open()]
 
     results = {}
     for phase, n in zip(PHASES, steps):
@@ -126,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
 
     export = out / "phase3" / "hf"
     freqs = token_frequencies([data_dir / "general", data_dir / "products"], VOCAB_SIZE)
-    recovery = masked_token_recovery(export, splits["heldout"], freqs)
+    recovery = masked_token_recovery(export, heldout, freqs)
     plot = plot_curriculum(out, [out / p / "metrics.jsonl" for p in PHASES], read_metrics)
 
     table = Table(title="rexbert tiny curriculum on the sample corpus (CPU)")

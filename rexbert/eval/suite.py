@@ -35,7 +35,7 @@ class SuiteConfig:
             raise ValueError("tasks is empty")
 
 
-def _field(config_cls: type, names: Sequence[str], what: str, task: str) -> str:
+def config_field(config_cls: type, names: Sequence[str], what: str, task: str) -> str:
     have = {f.name for f in dataclasses.fields(config_cls)}
     for name in names:
         if name in have:
@@ -53,8 +53,8 @@ def run_suite(overrides: Sequence[str]) -> Path:
         name = Path(model).name if Path(model).name not in ("hf", "") else "-".join(Path(model).parts[-3:-1])
         for task, task_overrides in config.tasks.items():
             config_cls, run = task_parts(task)
-            model_field = _field(config_cls, MODEL_FIELDS, "model path", task)
-            out_field = _field(config_cls, OUTPUT_FIELDS, "output path", task)
+            model_field = config_field(config_cls, MODEL_FIELDS, "model path", task)
+            out_field = config_field(config_cls, OUTPUT_FIELDS, "output path", task)
             target = out / name / (task if out_field.endswith("dir") else f"{task}.json")
             task_config = load_task_config(task, [*task_overrides, f"{model_field}={model}", f"{out_field}={target}"])
             print(f"[rexbert eval] {task} on {model}", flush=True)
