@@ -120,7 +120,6 @@ class PackedLayout:
     gather_index: torch.Tensor  # [slots] packed token of each slot, group after group (0 at padding)
     scatter_index: torch.Tensor  # [t] slot of each packed token
     padding_slots: torch.Tensor  # [slots - t] the slots that hold padding
-    fill_index: torch.Tensor  # gather_index with t at padding (a zero row appended to [t, ...])
     slot_positions: torch.Tensor  # [slots] position of each slot in its row (RoPE restarts per row)
     groups: list[RowGroup]
     rotary: dict = dataclasses.field(default_factory=dict)  # table key -> (table, cos, sin)
@@ -176,8 +175,11 @@ class _FromSlots(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        padded = torch.cat([grad, grad.new_zeros((1, *grad.shape[1:]))])  # row t: zeros
-        return padded.index_select(0, ctx.layout.fill_index), None
+        layout = ctx.layout
+        out = grad.index_select(0, layout.gather_index)  # padding slots: token 0's, then zeros
+        if layout.padding_slots.numel():
+            out.index_fill_(0, layout.padding_slots, 0.0)
+        return out, None
 
 
 def build_packed_layout(cu_seqlens: torch.Tensor, max_groups: Optional[int] = None) -> PackedLayout:
@@ -205,8 +207,7 @@ def build_packed_layout(cu_seqlens: torch.Tensor, max_groups: Optional[int] = No
         groups.append(RowGroup(hi - lo, width, padding, {}))
         slot += (hi - lo) * width
     gather, padding_slots = torch.cat(gathers), torch.cat(pads)
-    fill = gather.index_fill(0, padding_slots, bounds[-1])
-    return PackedLayout(gather, scatter, padding_slots, fill, torch.cat(positions), groups)
+    return PackedLayout(gather, scatter, padding_slots, torch.cat(positions), groups)
 
 
 _LAYOUT_ATTR = "_rexbert_packed_layout"
@@ -243,11 +244,40 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x2, x1), dim=-1)
 
 
+class _Rotary(torch.autograd.Function):
+    """``x·cos + rotate_half(x)·sin`` without building ``rotate_half(x)``: per element the same
+    two products and one sum as that expression (a − b where it adds −b, which rounds alike),
+    and in backward the same as its autograd graph (``g·cos`` plus the rotated ``g·sin``), so
+    values and gradients are bitwise those; the negation and the two concatenations (forward,
+    and the chunk's backward) are gone."""
+
+    @staticmethod
+    def forward(ctx, x, cos_, sin_):
+        half = x.shape[-1] // 2
+        out = x * cos_
+        out[..., :half] -= x[..., half:] * sin_[..., :half]
+        out[..., half:] += x[..., :half] * sin_[..., half:]
+        ctx.save_for_backward(cos_, sin_)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        cos_, sin_ = ctx.saved_tensors
+        half = grad.shape[-1] // 2
+        grad_sin = grad * sin_
+        grad_x = grad * cos_
+        grad_x[..., :half] += grad_sin[..., half:]
+        grad_x[..., half:] -= grad_sin[..., :half]
+        return grad_x, None, None
+
+
 def apply_rotary(x: torch.Tensor, cos_: torch.Tensor, sin_: torch.Tensor) -> torch.Tensor:
     """megatron's unfused RoPE (``_apply_rotary_pos_emb_bshd``: non-interleaved, mscale 1),
     element for element, on slots ``[slots, np, hn]`` with per-slot ``[slots, 1, hn]`` cos/sin:
     a broadcast over heads only (broadcasting over rows too is ~100× slower in torch's CPU kernels)."""
-    return (x * cos_) + (_rotate_half(x) * sin_)
+    if cos_.requires_grad or sin_.requires_grad:  # never from megatron's tables; keep autograd's
+        return (x * cos_) + (_rotate_half(x) * sin_)
+    return _Rotary.apply(x, cos_, sin_)
 
 
 class SdpaCoreAttention(MegatronModule):

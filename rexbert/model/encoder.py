@@ -19,6 +19,7 @@ from megatron.core.transformer.transformer_block import TransformerBlock
 
 from rexbert.model.config import RexBertConfig, init_stds, to_transformer_config
 from rexbert.model.layers import MLMHead, RexBertEmbedding
+from rexbert.model.mlm_loss import can_fuse, decoder_cross_entropy
 from rexbert.model.specs import get_rexbert_block_spec
 
 IGNORE_INDEX = -100
@@ -152,12 +153,22 @@ class RexBertModel(LanguageModule):
             logits, _ = self.output_layer(self.head(hidden), weight=weight)
             return logits
         selected = labels != IGNORE_INDEX
-        logits, _ = self.output_layer(self.head(hidden[selected]), weight=weight)  # [n, V/tp]
         targets = labels[selected]
+        if can_fuse(weight, _group_size(self.tp_group)):  # same numerics, fewer walks over the logits
+            losses, correct = decoder_cross_entropy(self.head(hidden[selected]), weight, self.output_layer.bias,
+                                                    targets, want_correct=return_correct)
+            return (losses, correct) if return_correct else losses
+        logits, _ = self.output_layer(self.head(hidden[selected]), weight=weight)  # [n, V/tp]
         losses = tensor_parallel.vocab_parallel_cross_entropy(logits.unsqueeze(0), targets.unsqueeze(0))[0]
         if return_correct:
             return losses, vocab_parallel_top1(logits.detach(), self.tp_group) == targets
         return losses
+
+
+def _group_size(group) -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size(group) if group is not None and dist.is_initialized() else 1
 
 
 def vocab_parallel_top1(logits: torch.Tensor, tp_group) -> torch.Tensor:

@@ -16,7 +16,7 @@ tokens, so the mean is exact over the global batch whatever the micro-batch / DP
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List
+from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -47,10 +47,11 @@ class ObjectiveConfig:
 
 @dataclass
 class LossOutput:
-    """Per-token losses [n] (or [terms, n] for matryoshka), top-1 correctness [n], names of terms."""
+    """Per-token losses [n] (or [terms, n] for matryoshka), top-1 correctness [n] (None when
+    not asked for), names of terms."""
 
     losses: torch.Tensor
-    correct: torch.Tensor
+    correct: Optional[torch.Tensor]
     terms: tuple[str, ...] = ("loss",)
 
 
@@ -63,7 +64,11 @@ def model_inputs(batch: dict) -> dict:
     return {"input_ids": batch["input_ids"], "padding_mask": batch["padding_mask"]}
 
 
-def lm_forward(model, batch: dict) -> LossOutput:
+def lm_forward(model, batch: dict, want_correct: bool = True) -> LossOutput:
+    """``want_correct=False`` skips the top-1 argmax over the logits (the trainer counts it
+    only on steps it logs)."""
+    if not want_correct:
+        return LossOutput(model(**model_inputs(batch), labels=batch["labels"]), None)
     losses, correct = model(**model_inputs(batch), labels=batch["labels"], return_correct=True)
     return LossOutput(losses, correct)
 
@@ -88,7 +93,7 @@ class MatryoshkaLoss:
         self.num_layers = cfg.num_layers
         self.terms = tuple(f"L{k}_d{d}" for k in self.layers for d in self.dims)
 
-    def __call__(self, model, batch: dict) -> LossOutput:
+    def __call__(self, model, batch: dict, want_correct: bool = True) -> LossOutput:
         inner = model.module if hasattr(model, "module") else model
         captured: dict[int, torch.Tensor] = {}
         hooks = [
@@ -117,17 +122,17 @@ class MatryoshkaLoss:
                 x = tensor_parallel.copy_to_tensor_model_parallel_region(x)
                 logits = F.linear(x, weight[:, :d], bias)  # vocab-parallel [n, V/tp]
                 losses.append(tensor_parallel.vocab_parallel_cross_entropy(logits[None], targets[None])[0])
-                if k == self.num_layers and d == self.dims[-1]:
+                if want_correct and k == self.num_layers and d == self.dims[-1]:
                     from rexbert.model.encoder import vocab_parallel_top1
 
                     correct = vocab_parallel_top1(logits.detach(), inner.tp_group) == targets
-        if correct is None:  # the full model is not among the terms: report the last term's
+        if correct is None and want_correct:  # the full model is not among the terms
             correct = torch.zeros_like(targets, dtype=torch.bool)
         return LossOutput(torch.stack(losses), correct, self.terms)
 
 
 def build_objective(config: ObjectiveConfig, model):
-    """A callable (model, batch) → LossOutput."""
+    """A callable (model, batch, want_correct=True) → LossOutput."""
     if config.name == "matryoshka":
         return MatryoshkaLoss(model, config)
     return lm_forward

@@ -30,6 +30,8 @@ from optimi import StableAdamW as _OptimiStableAdamW
 from optimi.utils import debias_beta
 
 OPTIMIZER_NAMES = ("stable_adamw", "adamw")
+# Elements per piece of StableAdamW's chunked step on CPU (docs/optimizer.md, measured there).
+CPU_STEP_CHUNK = 1 << 18
 NO_DECAY_KINDS = ("norm", "bias", "embedding")
 # Per-parameter optimi entries that are derived from the group or are scratch space.
 _DERIVED_STATE = ("eps_sq", "kahan_comp", "mean_square")
@@ -52,6 +54,10 @@ class OptimizerConfig:
     # Global grad-norm clipping by megatron (0: off). StableAdamW's update clipping is
     # ModernBERT's guard against spikes; set this for AdamW.
     clip_grad: float = 0.0
+    # StableAdamW's step on cache-sized pieces (bitwise the same update; docs/optimizer.md):
+    # elements per piece; null: CPU_STEP_CHUNK for CPU parameters, whole tensors on CUDA;
+    # 0: whole tensors (optimi's foreach walks).
+    step_chunk: Optional[int] = None
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)  # Hydra hands over a list
@@ -73,6 +79,8 @@ class OptimizerConfig:
             raise ValueError(f"optimizer.no_decay_on: unknown {sorted(unknown)}; choose from {NO_DECAY_KINDS}")
         if self.clip_grad < 0:
             raise ValueError(f"optimizer.clip_grad={self.clip_grad} must be >= 0 (0: off)")
+        if self.step_chunk is not None and self.step_chunk < 0:
+            raise ValueError(f"optimizer.step_chunk={self.step_chunk} must be >= 0 (0: whole tensors; null: auto)")
 
 
 def is_no_decay(name: str, param: torch.Tensor, kinds: Sequence[str]) -> bool:
@@ -97,15 +105,29 @@ class TPStableAdamW(_OptimiStableAdamW):
     the sharded tensors' sums; the clipped, decayed update. With ``tp_group=None`` (or a
     group of one) it is bitwise optimi's foreach step. Triton and gradient release are not
     used. Like optimi, it leaves scratch values in ``p.grad``.
+
+    ``chunk_elems > 0`` (the CPU default, ``optimizer.step_chunk``) runs the same ops on
+    cache-sized pieces: float32 tensors are cut into flat views of at most ``chunk_elems``
+    elements and each phase runs all its ops on one view before the next — three walks over
+    memory (moments, the RMS mean, the update) instead of optimi's twelve, no full-size
+    temporaries (optimi's ``max(v, eps²)`` allocates one per tensor, page faults included),
+    and ``sqrt(v)`` written straight into the scratch instead of copy-then-sqrt. The ops and
+    their order per element are unchanged and each tensor's mean is still taken over the
+    whole tensor, so the result is bitwise the foreach one (tests/unit/test_optim.py).
+    ``chunk_elems=0``: optimi's whole-tensor foreach walks (the choice on CUDA, where foreach
+    kernels are fused), also used for bf16/fp16 parameters (Kahan summation).
     """
 
     def __init__(self, params: Iterable[Any], *, lr: float, betas: tuple[float, float], eps: float,
-                 weight_decay: float, tp_group: Optional[dist.ProcessGroup] = None) -> None:
+                 weight_decay: float, tp_group: Optional[dist.ProcessGroup] = None, chunk_elems: int = 0) -> None:
         with warnings.catch_warnings():  # optimi deprecates foreach in favour of triton
             warnings.simplefilter("ignore", DeprecationWarning)
             super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                              decouple_lr=True, foreach=True, triton=False)
         self.tp_group = tp_group if tp_group is not None and dist.get_world_size(tp_group) > 1 else None
+        if chunk_elems < 0:
+            raise ValueError(f"chunk_elems={chunk_elems} must be >= 0 (0: whole-tensor foreach)")
+        self.chunk_elems = chunk_elems
 
     @torch.no_grad()
     def step(self, closure: Optional[Callable[[], Any]] = None, param: Optional[torch.Tensor] = None):
@@ -120,6 +142,10 @@ class TPStableAdamW(_OptimiStableAdamW):
         for bucket, bucket_rms in zip(buckets, rms):
             self._update(bucket, bucket_rms)
         return loss
+
+    def _chunked(self, b: dict) -> bool:
+        return (self.chunk_elems > 0 and b["dtype"] == torch.float32
+                and all(t.is_contiguous() for name in _CHUNKED_LISTS for t in b[name]))
 
     def _moments(self, group: dict) -> list[dict]:
         """Update the moments; leave g²/max(v, eps²) in the grads. One bucket per (device, dtype)."""
@@ -141,6 +167,18 @@ class TPStableAdamW(_OptimiStableAdamW):
             for name, values in (("params", params), ("grads", grads), ("exp_avgs", exp_avgs),
                                  ("exp_avg_sqs", exp_avg_sqs), ("eps_sqs", eps_sqs), ("kahan_comps", kahan_comps)):
                 b[name] = [values[i] for i in idx]
+            buckets.append(b)
+            if self._chunked(b):
+                b["pieces"] = _pieces(b, self.chunk_elems)
+                scratch = torch.empty(max(len(v) for *_, v in b["pieces"]), dtype=dtype, device=b["params"][0].device)
+                for i, _, grad, exp_avg, exp_avg_sq in b["pieces"]:  # per element: the foreach ops below
+                    exp_avg.lerp_(grad, beta1_comp)
+                    exp_avg_sq.mul_(beta2_hat)
+                    exp_avg_sq.addcmul_(grad, grad, value=beta2_comp)
+                    max_exp_avg_sq = torch.maximum(exp_avg_sq, b["eps_sqs"][i], out=scratch[: len(exp_avg_sq)])
+                    grad.pow_(2)
+                    grad.div_(max_exp_avg_sq)
+                continue
             # The same ops, in the same order, as optimi's _foreach_stableadamw.
             torch._foreach_lerp_(b["exp_avgs"], b["grads"], weight=beta1_comp)
             torch._foreach_mul_(b["exp_avg_sqs"], scalar=beta2_hat)
@@ -149,7 +187,6 @@ class TPStableAdamW(_OptimiStableAdamW):
             torch._foreach_pow_(b["grads"], exponent=2)
             torch._foreach_div_(b["grads"], max_exp_avg_sqs)
             del max_exp_avg_sqs
-            buckets.append(b)
         return buckets
 
     def _rms(self, buckets: list[dict]) -> list[list[float]]:
@@ -170,8 +207,17 @@ class TPStableAdamW(_OptimiStableAdamW):
         group = b["group"]
         lr, weight_decay, max_lr, eps = group["lr"], group["weight_decay"], group["max_lr"], group["eps"]
         neg_lrs = [-lr / max(1, r) for r in rms]
-        if weight_decay != 0:  # fully decoupled: scaled by lr_t / max_lr, not by lr
-            torch._foreach_mul_(b["params"], scalars=[1 + (n / max_lr) * weight_decay for n in neg_lrs])
+        decays = [1 + (n / max_lr) * weight_decay for n in neg_lrs]  # fully decoupled: lr_t / max_lr
+        if "pieces" in b:
+            for i, param, denom, exp_avg, exp_avg_sq in b["pieces"]:  # per element: the foreach ops below
+                if weight_decay != 0:
+                    param.mul_(decays[i])
+                torch.sqrt(exp_avg_sq, out=denom)
+                denom.add_(eps)
+                param.addcdiv_(exp_avg, denom, value=neg_lrs[i])
+            return
+        if weight_decay != 0:
+            torch._foreach_mul_(b["params"], scalars=decays)
         denom = b["grads"]  # scratch, as in optimi
         torch._foreach_copy_(denom, b["exp_avg_sqs"])
         torch._foreach_sqrt_(denom)
@@ -184,6 +230,20 @@ class TPStableAdamW(_OptimiStableAdamW):
             torch._foreach_add_(b["kahan_comps"], denom, alpha=1)
         else:
             torch._foreach_addcdiv_(b["params"], b["exp_avgs"], denom, scalars=neg_lrs)
+
+
+_CHUNKED_LISTS = ("params", "grads", "exp_avgs", "exp_avg_sqs")
+
+
+def _pieces(b: dict, chunk_elems: int) -> list[tuple[int, torch.Tensor, ...]]:
+    """(tensor index, param, grad, exp_avg, exp_avg_sq) flat views of at most ``chunk_elems``
+    elements, starting at multiples of ``chunk_elems`` within each tensor."""
+    pieces = []
+    for i, p in enumerate(b["params"]):
+        flat = [b[name][i].view(-1) for name in _CHUNKED_LISTS]
+        for lo in range(0, p.numel(), chunk_elems):
+            pieces.append((i, *(t[lo: lo + chunk_elems] for t in flat)))
+    return pieces
 
 
 # ---------------------------------------------------------------------------------------
@@ -298,7 +358,11 @@ def build_optimizer(config: OptimizerConfig, model_chunks: Sequence[torch.nn.Mod
     kwargs = dict(lr=config.lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay)
     if config.name == "stable_adamw":
         tp_group = parallel_state.get_tensor_model_parallel_group() if tp_aware_update_clipping else None
-        inner = TPStableAdamW(groups, tp_group=tp_group, **kwargs)
+        chunk = config.step_chunk
+        if chunk is None:
+            on_cuda = any(p.is_cuda for g in groups for p in g["params"])
+            chunk = 0 if on_cuda else CPU_STEP_CHUNK
+        inner = TPStableAdamW(groups, tp_group=tp_group, chunk_elems=chunk, **kwargs)
     else:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)

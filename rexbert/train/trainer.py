@@ -83,6 +83,7 @@ class Trainer:
         self._consecutive_skips = 0
         self._loss_ema: Optional[float] = None
         self._signal_received = False
+        self._count_correct = True  # top-1 accuracy: on logged steps and in evaluate()
         self._apply_objective_mode()
 
     # -- state ------------------------------------------------------------------------
@@ -170,15 +171,16 @@ class Trainer:
             from rexbert.train.objectives import model_inputs
 
             return model(**model_inputs(batch)), self._loss_func
-        return self.objective(model, batch), self._loss_func
+        return self.objective(model, batch, want_correct=self._count_correct), self._loss_func
 
     @staticmethod
     def _loss_func(output: LossOutput):
         tokens = output.losses.shape[-1]
         per_term = output.losses.sum(dim=-1)
         total = per_term.sum()
-        reduced = {"loss_sum": total.detach(), "tokens": torch.tensor(float(tokens)),
-                   "correct": output.correct.sum().float()}
+        reduced = {"loss_sum": total.detach(), "tokens": torch.tensor(float(tokens))}
+        if output.correct is not None:
+            reduced["correct"] = output.correct.sum().float()
         if len(output.terms) > 1:
             for name, value in zip(output.terms, per_term.detach().reshape(-1)):
                 reduced[f"loss/{name}"] = value
@@ -213,8 +215,13 @@ class Trainer:
             dist.broadcast(sums, src=last, group=pp_group)
         return dict(zip(keys, sums.tolist()))
 
+    def is_log_step(self, step: int) -> bool:
+        """Whether ``fit`` logs the metrics of step ``step`` (1-based, as ``self.step`` after it)."""
+        return step % self.cfg.trainer.log_interval == 0 or step == self.cfg.trainer.max_steps
+
     def train_step(self) -> dict[str, Any]:
-        """One optimizer step on the next global batch. Returns its metrics."""
+        """One optimizer step on the next global batch. Returns its metrics; ``accuracy``
+        (masked-token top-1, an argmax over the logits) only on steps that ``fit`` logs."""
         self._apply_objective_mode()
         global_batch = self.global_batch_size()
         micro_batches = self._micro_batches(self.data, self.consumed_samples, global_batch)
@@ -222,7 +229,11 @@ class Trainer:
         self.ddp.zero_grad_buffer()
         self.optimizer.zero_grad()
         start = time.perf_counter()
-        sums = self._run_micro_batches(micro_batches, forward_only=False)
+        self._count_correct = self.is_log_step(self.step + 1)
+        try:
+            sums = self._run_micro_batches(micro_batches, forward_only=False)
+        finally:
+            self._count_correct = True
         tokens = max(sums.get("tokens", 0.0), 1.0)
         loss = sums.get("loss_sum", 0.0) / tokens
         skip = self._is_bad(loss)
@@ -242,10 +253,12 @@ class Trainer:
         self.scheduler.step(self.step, self.consumed_samples * self.cfg.data.seq_length)
         seq_tokens = sum(int(mb["input_ids"].numel()) for mb in micro_batches) * self.dp_size
         flops = self._step_flops(micro_batches, tokens) * self.dp_size
-        result = {"loss": loss, "accuracy": sums.get("correct", 0.0) / tokens, "lr": self.scheduler.current_lr,
-                  "grad_norm": grad_norm, "global_batch": global_batch, "tokens_per_s": seq_tokens / elapsed,
+        result = {"loss": loss, "lr": self.scheduler.current_lr, "grad_norm": grad_norm,
+                  "global_batch": global_batch, "tokens_per_s": seq_tokens / elapsed,
                   "tflops_per_s": flops / elapsed / 1e12, "skipped_steps": self.skipped_steps,
                   "consumed_samples": self.consumed_samples}
+        if "correct" in sums:
+            result["accuracy"] = sums["correct"] / tokens
         if self.cfg.trainer.peak_tflops:
             world = dist.get_world_size()
             result["mfu"] = flops / elapsed / 1e12 / (self.cfg.trainer.peak_tflops * world)
@@ -327,7 +340,7 @@ class Trainer:
                 last = self.train_step()
                 bar.update(1)
                 bar.set_postfix(loss=f"{last['loss']:.3f}", lr=f"{last['lr']:.2e}")
-                if self.step % tcfg.log_interval == 0 or self.step == tcfg.max_steps:
+                if self.is_log_step(self.step):
                     self.metrics.log(self.step, last)
                 if tcfg.eval_interval and self.step % tcfg.eval_interval == 0 and self.step < tcfg.max_steps:
                     self.metrics.log(self.step, self.evaluate())

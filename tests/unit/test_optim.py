@@ -143,6 +143,44 @@ def test_same_as_optimi_at_one_rank():
             assert torch.equal(pa, pb)
 
 
+@pytest.mark.parametrize("chunk", [1 << 18, 1000])
+def test_chunked_step_is_bitwise_the_foreach_step(chunk):
+    """The CPU default walks the state in cache-sized pieces (several views of one tensor,
+    several small tensors in one block); every element sees the same ops, and each tensor's
+    RMS mean is still taken whole, so the update is bitwise optimi's foreach order — here on
+    tensors large enough to be split across threads and pieces, with odd sizes."""
+    from rexbert.train.optim import TPStableAdamW
+
+    gen = torch.Generator().manual_seed(1)
+    shapes = [(50_368, 33), (1_000_003,), (96,), (7, 5, 3), (300, 257)]
+    a = [torch.nn.Parameter(torch.randn(s, generator=gen)) for s in shapes]
+    b = [torch.nn.Parameter(p.detach().clone()) for p in a]
+
+    def groups(ps):
+        return [{"params": ps[:2] + ps[3:4], "weight_decay": 0.1, "max_lr": 1e-2},
+                {"params": ps[2:3] + ps[4:], "weight_decay": 0.0, "max_lr": 1e-2}]
+
+    chunked = TPStableAdamW(groups(a), lr=5e-3, betas=BETAS, eps=EPS, weight_decay=0.1, chunk_elems=chunk)
+    whole = TPStableAdamW(groups(b), lr=5e-3, betas=BETAS, eps=EPS, weight_decay=0.1, chunk_elems=0)
+    for k in range(3):
+        for pa, pb in zip(a, b):
+            pa.grad = torch.randn(pa.shape, generator=gen) * 3.0**k
+            pa.grad[..., :3] = 0.0  # v can stay below eps² (the max with eps_sq)
+            pb.grad = pa.grad.clone()
+        chunked.step()
+        whole.step()
+        for pa, pb in zip(a, b):
+            assert torch.equal(pa, pb)
+            assert torch.equal(chunked.state[pa]["exp_avg_sq"], whole.state[pb]["exp_avg_sq"])
+
+
+def test_build_optimizer_chunks_on_cpu(world_of_one):
+    from rexbert.train.optim import CPU_STEP_CHUNK, OptimizerConfig, build_optimizer
+
+    assert build_optimizer(OptimizerConfig(), [_model()]).optimizer.chunk_elems == CPU_STEP_CHUNK
+    assert build_optimizer(OptimizerConfig(step_chunk=0), [_model()]).optimizer.chunk_elems == 0
+
+
 def _trained(name: str, steps: int = 2):
     from rexbert.train.optim import OptimizerConfig, build_optimizer
 
@@ -246,7 +284,7 @@ def test_load_refuses_state_without_moments(world_of_one):
     [({"name": "sgd"}, "optimizer.name"), ({"lr": 0.0}, "optimizer.lr"), ({"min_lr": 1.0}, "optimizer.min_lr"),
      ({"betas": (0.9, 1.0)}, "optimizer.betas"), ({"eps": 0.0}, "optimizer.eps"),
      ({"weight_decay": -1.0}, "optimizer.weight_decay"), ({"no_decay_on": ("norms",)}, "optimizer.no_decay_on"),
-     ({"clip_grad": -1.0}, "optimizer.clip_grad")],
+     ({"clip_grad": -1.0}, "optimizer.clip_grad"), ({"step_chunk": -1}, "optimizer.step_chunk")],
 )
 def test_bad_config_names_the_key(overrides, key):
     from rexbert.train.optim import OptimizerConfig

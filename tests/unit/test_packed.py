@@ -94,3 +94,21 @@ def test_return_correct_is_top1(world_of_one):
         logits = model(ids, padding_mask=padding)
     assert torch.equal(correct, logits[~padding].argmax(-1) == ids[~padding])
     assert losses.shape == correct.shape
+
+
+def test_rotary_function_is_bitwise_the_rotate_half_expression():
+    """The packed path's RoPE (an autograd Function without the concatenations) gives the
+    values and input gradients of megatron's ``x·cos + rotate_half(x)·sin``, bit for bit."""
+    from rexbert.model.attention import _rotate_half, apply_rotary
+
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(517, 4, 32, generator=gen)
+    angles = torch.randn(517, 1, 16, generator=gen) * 10
+    cos_, sin_ = (f(torch.cat([angles, angles], -1)) for f in (torch.cos, torch.sin))
+    grad = torch.randn(x.shape, generator=gen)
+    ref, new = x.clone().requires_grad_(), x.clone().requires_grad_()
+    want = ref * cos_ + _rotate_half(ref) * sin_
+    got = apply_rotary(new, cos_, sin_)
+    want.backward(grad)
+    got.backward(grad)
+    assert torch.equal(got, want) and torch.equal(new.grad, ref.grad)
