@@ -15,7 +15,8 @@ export TOKENIZERS_PARALLELISM := false
 export OMP_NUM_THREADS ?= 2
 export REXBERT_VENV_BUILT_BY_MAKE := 1
 
-.PHONY: venv demo test test-unit test-distributed test-integration test-gpu bench sizes clean-venv
+EXP ?= domain_annealing
+.PHONY: venv demo experiment test test-unit test-distributed test-integration test-gpu bench sizes clean-venv
 
 venv: $(VENV)/.complete
 
@@ -33,6 +34,9 @@ $(VENV)/.complete:
 
 demo: venv  ## the main job: a tiny end-to-end run on data the package ships
 	"$(PYTHON)" -m rexbert.demo
+
+experiment: venv  ## one experiment of conf/experiment/ (make experiment EXP=objective); results in docs/results/
+	"$(PYTHON)" -m rexbert experiment $(EXP) $(ARGS)
 
 test: venv  ## every test tier, each timed
 	bash scripts/run_tests.sh "$(PYTHON)"

@@ -90,8 +90,8 @@ def test_objective_arms_train_what_they_say(finished):
     raw = finished("objective")
     runs = {(r["arm"], r["seed"]): r["stages"][0] for r in raw["runs"]}
     assert "recipe=clm" in runs[("clm", 0)]["overrides"]
-    assert "objective.switch_step=4" in runs[("clm25_mlm75", 0)]["overrides"]
-    assert "objective.switch_step=8" in runs[("clm50_mlm50", 0)]["overrides"]
+    assert "objective.switch_step=3" in runs[("clm25_mlm75", 0)]["overrides"]
+    assert "objective.switch_step=6" in runs[("clm50_mlm50", 0)]["overrides"]
 
 
 def test_killed_experiment_resumes_without_redoing_finished_runs(space, capsys):

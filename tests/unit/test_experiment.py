@@ -65,7 +65,7 @@ def test_arms_that_begin_alike_share_their_first_stage():
 def test_switch_step_follows_the_scaled_budget():
     cfg = load_experiment("objective", ["step_scale=0.02"])
     (run,) = plan_stages(cfg, cfg.arm("clm25_mlm75"), seed=0)
-    assert run.steps == 30 and "objective.switch_step=8" in run.overrides and "recipe=clm_to_mlm" in run.overrides
+    assert run.steps == 24 and "objective.switch_step=6" in run.overrides and "recipe=clm_to_mlm" in run.overrides
 
 
 # ---- results: generated from the raw JSON ------------------------------------------------
