@@ -126,7 +126,10 @@ def packed_to_padded(batch: dict, pad_id: int) -> dict:
     """The packed micro-batch's pieces, one per row, right-padded to the longest: HF's input."""
     from rexbert.model.attention import unpack_index
 
-    token_index, padding, _ = unpack_index(batch["cu_seqlens"].to(torch.int64))
+    cu = batch["cu_seqlens"].to(torch.int64)
+    if batch.get("num_padding", 0):  # the FP8 pad segment is no document: HF does not get it
+        cu = cu[:-1]
+    token_index, padding, _ = unpack_index(cu)
     token_index = token_index.to(batch["input_ids"].device)
     padding = padding.to(batch["input_ids"].device)
     ids = batch["input_ids"][0][token_index].masked_fill(padding, pad_id)
@@ -223,12 +226,13 @@ def serve_prepared(trainer, steps: list[list[dict]]) -> None:
 
 def step_counts(config, micro_batches: list[dict]) -> dict[str, float]:
     """Real tokens, predicted tokens and model FLOPs of one step's micro-batches on this rank."""
+    from rexbert.data.collate import document_lengths
     from rexbert.train.flops import step_flops
 
     lengths: list[int] = []
     predicted = 0
     for mb in micro_batches:
-        lengths.extend(torch.diff(mb["cu_seqlens"]).tolist())
+        lengths.extend(document_lengths(mb))
         predicted += int((mb["labels"] != -100).sum())
     return {"tokens": float(sum(lengths)), "predicted": float(predicted),
             "flops": step_flops(config, lengths, predicted)}

@@ -29,7 +29,15 @@ class DataConfig:
     seq_length: int = 512
     seed: int = 1234
     packed: bool = True  # False: one document piece per row, padded (for comparison)
+    # Pad each packed micro-batch's token count up to a multiple of this, with one dummy
+    # segment (its own document, labels ignored). null: 16 when model.fp8 is on (TE's FP8
+    # GEMMs need it), else off; 0 or 1: off.
+    pad_packed_to: Optional[int] = None
     masking: MaskingConfig = field(default_factory=MaskingConfig)
+
+    def __post_init__(self) -> None:
+        if self.pad_packed_to is not None and self.pad_packed_to < 0:
+            raise ValueError(f"data.pad_packed_to={self.pad_packed_to} must be >= 0 (0 or 1: off; null: auto)")
 
 
 @dataclass

@@ -25,11 +25,14 @@ class _MicroBatches(torch.utils.data.Sampler):
             yield from micro_batches
 
 
-def micro_batch_loader(dataset: PretrainingDataset, sampler: GlobalBatchSampler, num_workers: int = 0):
+def micro_batch_loader(dataset: PretrainingDataset, sampler: GlobalBatchSampler, num_workers: int = 0,
+                       pad_to_multiple: int = 0):
     """An endless iterable of collated micro-batches: ``sampler.num_micro_batches`` of them
-    make one global step on this rank."""
-    packed = dataset.config.packed
-    collate = collate_packed if packed else partial(collate_padded, pad_id=dataset.special.pad_id)
+    make one global step on this rank. ``pad_to_multiple``: see ``collate_packed``."""
+    if dataset.config.packed:
+        collate = partial(collate_packed, pad_to_multiple=pad_to_multiple, pad_id=dataset.special.pad_id)
+    else:
+        collate = partial(collate_padded, pad_id=dataset.special.pad_id)
     return torch.utils.data.DataLoader(
         dataset, batch_sampler=_MicroBatches(sampler), collate_fn=collate, num_workers=num_workers,
         persistent_workers=num_workers > 0,

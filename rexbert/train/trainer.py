@@ -157,12 +157,16 @@ class Trainer:
                                     self.cfg.trainer.micro_batch_size, self.dp_size)
 
     def _micro_batches(self, data, first_sample: int, global_batch: int) -> list[dict]:
-        from rexbert.data.collate import collate_packed, collate_padded
+        from rexbert.data.collate import collate_packed, collate_padded, pack_multiple
 
         mbs = self.cfg.trainer.micro_batch_size
         per_rank = global_batch // self.dp_size
         start = first_sample + self.dp_rank * per_rank
-        collate = collate_packed if data.config.packed else partial(collate_padded, pad_id=data.special.pad_id)
+        if data.config.packed:
+            multiple = pack_multiple(data.config.pad_packed_to, self.cfg.model.fp8)
+            collate = partial(collate_packed, pad_to_multiple=multiple, pad_id=data.special.pad_id)
+        else:
+            collate = partial(collate_padded, pad_id=data.special.pad_id)
         return [collate([data[i] for i in range(s, s + mbs)]) for s in range(start, start + per_rank, mbs)]
 
     def _forward_step(self, data_iterator, model):
@@ -251,7 +255,8 @@ class Trainer:
         self.step += 1
         self.consumed_samples += global_batch
         self.scheduler.step(self.step, self.consumed_samples * self.cfg.data.seq_length)
-        seq_tokens = sum(int(mb["input_ids"].numel()) for mb in micro_batches) * self.dp_size
+        seq_tokens = self.dp_size * sum(int(mb["input_ids"].numel()) - mb.get("num_padding", 0)
+                                        for mb in micro_batches)
         flops = self._step_flops(micro_batches, tokens) * self.dp_size
         result = {"loss": loss, "lr": self.scheduler.current_lr, "grad_norm": grad_norm,
                   "global_batch": global_batch, "tokens_per_s": seq_tokens / elapsed,
@@ -269,12 +274,13 @@ class Trainer:
 
     def _step_flops(self, micro_batches: list[dict], predicted: float) -> float:
         """This rank's model FLOPs for the step (predicted = tokens through the head, all DP ranks)."""
+        from rexbert.data.collate import document_lengths
         from rexbert.train.flops import step_flops
 
         lengths = []
         for mb in micro_batches:
             if "cu_seqlens" in mb:
-                lengths.extend(torch.diff(mb["cu_seqlens"]).tolist())
+                lengths.extend(document_lengths(mb))
             else:
                 lengths.extend((~mb["padding_mask"]).sum(dim=1).tolist())
         return step_flops(self.cfg.model, lengths, int(predicted / self.dp_size))

@@ -151,3 +151,45 @@ def test_span_side_file_with_no_spans_opens(tmp_path):
     prefix = write_corpus(tmp_path / "nospans", random_documents(5, 3, 9), spans=[[] for _ in range(5)])
     source = DocumentSource(prefix)
     assert source.has_spans and source.spans(2).shape == (0, 2)
+
+
+def test_fp8_pack_padding_leaves_real_tokens_unchanged(world_of_one, corpora):
+    """A pack padded to a multiple of 16 (one dummy segment, labels ignored) gives the same
+    logits on every real token and the same per-token losses as the unpadded pack."""
+    from rexbert.data.collate import document_lengths
+    from rexbert.model.build import build_model
+
+    model = build_model(small_config()).eval()
+    randomize_(model, seed=52)
+    data = make_dataset(corpora)
+    samples = [data[i] for i in range(3)]
+    plain = collate_packed(samples)
+    total = plain["input_ids"].shape[1]
+    assert total % 16, "pick samples whose pack is not already a multiple of 16"
+    padded = collate_packed(samples, pad_to_multiple=16, pad_id=SPECIAL.pad_id)
+    pad = padded["num_padding"]
+    assert padded["input_ids"].shape[1] == total + pad and padded["input_ids"].shape[1] % 16 == 0 and 0 < pad < 16
+    assert torch.equal(padded["cu_seqlens"][:-1], plain["cu_seqlens"])
+    assert (padded["input_ids"][0, total:] == SPECIAL.pad_id).all() and (padded["labels"][0, total:] == -100).all()
+    assert document_lengths(padded) == document_lengths(plain) == torch.diff(plain["cu_seqlens"]).tolist()
+    with torch.no_grad():
+        logits = [model(b["input_ids"], packed_seq_params=packed_seq_params(b))[0, :total] for b in (plain, padded)]
+        losses = [model(b["input_ids"], packed_seq_params=packed_seq_params(b), labels=b["labels"])
+                  for b in (plain, padded)]
+    # Same documents, one more (shortest) row in the attention's length groups: equal up to
+    # SDPA's blocking over a different padded width (docs/benchmarks.md), if not bitwise.
+    assert (logits[0] - logits[1]).abs().max().item() <= 1e-5
+    assert losses[0].shape == losses[1].shape and (losses[0] - losses[1]).abs().max().item() <= 1e-5
+    assert collate_packed(samples, pad_to_multiple=total)["input_ids"].shape[1] == total  # already a multiple
+    assert "num_padding" not in collate_packed(samples, pad_to_multiple=1)
+
+
+def test_pack_padding_follows_fp8_unless_set():
+    from rexbert.data.collate import pack_multiple
+
+    assert pack_multiple(None, None) == 0
+    assert pack_multiple(None, "hybrid") == 16
+    assert pack_multiple(0, "hybrid") == 0
+    assert pack_multiple(64, None) == 64
+    with pytest.raises(ValueError, match="data.pad_packed_to"):
+        DataConfig(pad_packed_to=-1)
