@@ -28,6 +28,7 @@ __all__ = [
     "probe",
     "require_apex",
     "require_dali",
+    "require_dali_pytorch",
     "require_flash_attn",
     "require_te",
 ]
@@ -46,6 +47,13 @@ def _import_apex() -> ModuleType:
     except ImportError:
         importlib.import_module("apex.optimizers")
     return apex
+
+
+def _import_dali() -> ModuleType:
+    dali = importlib.import_module("nvidia.dali")
+    for sub in ("fn", "types", "pipeline"):  # what pipelines use, as attributes of the module
+        importlib.import_module(f"nvidia.dali.{sub}")
+    return dali
 
 
 @dataclass(frozen=True)
@@ -76,7 +84,7 @@ _LIBS: dict[str, _Lib] = {
         "on CPU use the torch implementation",
     ),
     "dali": _Lib(
-        lambda: importlib.import_module("nvidia.dali"),
+        _import_dali,
         "nvidia-dali",
         "`pip install nvidia-dali-cuda120`",
         "on CPU use the PyTorch data loader",
@@ -134,6 +142,13 @@ def require_apex(feature: str) -> ModuleType:
 def require_dali(feature: str) -> ModuleType:
     """`nvidia.dali`, or ImportError saying `feature` needs DALI."""
     return _require("dali", feature)
+
+
+def require_dali_pytorch(feature: str) -> ModuleType:
+    """DALI's PyTorch plugin (`nvidia.dali.plugin.pytorch`: `DALIGenericIterator`), or the
+    ImportError of `require_dali`."""
+    require_dali(feature)
+    return importlib.import_module("nvidia.dali.plugin.pytorch")
 
 
 @functools.cache

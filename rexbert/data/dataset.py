@@ -17,6 +17,9 @@ from rexbert.data.masking import MaskingConfig, SpecialTokens, mask_piece, piece
 from rexbert.data.packing import EpochPacking, Piece, pack_epoch
 
 
+LOADER_BACKENDS = ("torch", "dali")
+
+
 @dataclass
 class DataConfig:
     """Data for one phase. ``blend`` is Megatron's [weight, prefix, …] list (or one prefix)."""
@@ -33,9 +36,15 @@ class DataConfig:
     # segment (its own document, labels ignored). null: 16 when model.fp8 is on (TE's FP8
     # GEMMs need it), else off; 0 or 1: off.
     pad_packed_to: Optional[int] = None
+    # How the trainer's micro-batches reach the model: "torch" (built on the host, copied
+    # to the GPU at the step) or "dali" (an NVIDIA DALI pipeline prefetches them to the GPU;
+    # needs nvidia-dali; unmeasured, see docs/gpu.md).
+    loader_backend: str = "torch"
     masking: MaskingConfig = field(default_factory=MaskingConfig)
 
     def __post_init__(self) -> None:
+        if self.loader_backend not in LOADER_BACKENDS:
+            raise ValueError(f"data.loader_backend={self.loader_backend!r}: choose one of {LOADER_BACKENDS}")
         if self.pad_packed_to is not None and self.pad_packed_to < 0:
             raise ValueError(f"data.pad_packed_to={self.pad_packed_to} must be >= 0 (0 or 1: off; null: auto)")
 

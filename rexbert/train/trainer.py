@@ -53,6 +53,10 @@ class Trainer:
             torch.set_num_threads(tcfg.num_threads)
         self.run_dir = Path(tcfg.run_dir)
         # Data first: a missing path fails before any model is built.
+        if cfg.data.loader_backend == "dali":  # fail before any work when the package is missing
+            from megatron_ext.compat import require_dali
+
+            require_dali("the DALI data loader (data.loader_backend=dali)")
         self.data = PretrainingDataset(cfg.data)
         self.eval_data = (PretrainingDataset(dataclasses.replace(cfg.data, blend=list(cfg.data.eval_blend),
                                                                  blend_end=None))
@@ -67,6 +71,8 @@ class Trainer:
         from rexbert.model.compile import maybe_compile
 
         self.model = maybe_compile(self.model, cfg.model)
+        self.device = next(self.model.parameters()).device
+        self._dali = None  # data.loader_backend=dali: (loader, next sample), built at the first step
         tc = self.model.config
         tc.calculate_per_token_loss = True  # exact token mean over the global batch
         tc.finalize_model_grads_func = finalize_model_grads
@@ -94,6 +100,8 @@ class Trainer:
         for data in (self.data, self.eval_data):
             if data is not None and data.config.masking.objective != objective:
                 data.config.masking = dataclasses.replace(data.config.masking, objective=objective)
+                if data is self.data:
+                    self._dali = None  # its prefetched batches were masked for the other objective
 
     def maybe_resume(self) -> str:
         """Resume from this run's newest complete checkpoint; else start from
@@ -149,12 +157,36 @@ class Trainer:
 
     # -- one step ---------------------------------------------------------------------
 
-    def global_batch_size(self) -> int:
+    def global_batch_size(self, consumed_samples: Optional[int] = None) -> int:
+        """The global batch of the step that starts at ``consumed_samples`` (default: the next)."""
         from rexbert.train.schedules import global_batch_size_at
 
-        tokens = self.consumed_samples * self.cfg.data.seq_length
-        return global_batch_size_at(self.cfg.batch_ramp, tokens, self.cfg.trainer.global_batch_size,
-                                    self.cfg.trainer.micro_batch_size, self.dp_size)
+        consumed = self.consumed_samples if consumed_samples is None else consumed_samples
+        return global_batch_size_at(self.cfg.batch_ramp, consumed * self.cfg.data.seq_length,
+                                    self.cfg.trainer.global_batch_size, self.cfg.trainer.micro_batch_size,
+                                    self.dp_size)
+
+    def _train_micro_batches(self, global_batch: int) -> list[dict]:
+        """This step's micro-batches on the model's device, from ``data.loader_backend``."""
+        first = self.consumed_samples
+        if self.cfg.data.loader_backend == "dali":
+            if self._dali is None or self._dali[1] != first:  # first step, resume, objective switch
+                from rexbert.data.dali_loader import DaliMicroBatches
+
+                device_id = self.device.index if self.device.type == "cuda" else None
+                loader = DaliMicroBatches(self.global_batch_size, partial(self._micro_batches, self.data),
+                                          first, device_id)
+                self._dali = (loader, first)
+            batches = self._dali[0].step(first, global_batch)
+            self._dali = (self._dali[0], first + global_batch)
+            return batches
+        return self._on_device(self._micro_batches(self.data, first, global_batch))
+
+    def _on_device(self, batches: list[dict]) -> list[dict]:
+        if self.device.type == "cpu":
+            return batches
+        return [{k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in mb.items()}
+                for mb in batches]
 
     def _micro_batches(self, data, first_sample: int, global_batch: int) -> list[dict]:
         from rexbert.data.collate import collate_packed, collate_padded, pack_multiple
@@ -228,7 +260,7 @@ class Trainer:
         (masked-token top-1, an argmax over the logits) only on steps that ``fit`` logs."""
         self._apply_objective_mode()
         global_batch = self.global_batch_size()
-        micro_batches = self._micro_batches(self.data, self.consumed_samples, global_batch)
+        micro_batches = self._train_micro_batches(global_batch)
         self.ddp.train()
         self.ddp.zero_grad_buffer()
         self.optimizer.zero_grad()
@@ -314,7 +346,8 @@ class Trainer:
         n -= n % chunk
         totals: dict[str, float] = {}
         for first in range(0, n, chunk):
-            sums = self._run_micro_batches(self._micro_batches(self.eval_data, first, chunk), forward_only=True)
+            batches = self._on_device(self._micro_batches(self.eval_data, first, chunk))
+            sums = self._run_micro_batches(batches, forward_only=True)
             for k, v in sums.items():
                 totals[k] = totals.get(k, 0.0) + v
         tokens = max(totals.get("tokens", 0.0), 1.0)
