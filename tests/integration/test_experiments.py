@@ -20,7 +20,7 @@ from rexbert.experiment.results import main_table
 from rexbert.experiment.runner import COMPLETE, run_experiment
 
 ROOT = Path(__file__).resolve().parents[2]
-REDUCED = ["seeds=[0,1]", "step_scale=0.01", "num_threads=2",
+REDUCED = ["seeds=[0,1]", "step_scale=0.01",
            "eval_extra.masked_tokens=[limit=24]",
            "eval_extra.glue=['lrs=[1e-3]',epochs=1,max_train_examples=48,max_eval_examples=32]",
            "eval_extra.matryoshka=[limit=24,pairs_limit=24]"]
