@@ -124,3 +124,26 @@ def test_page_and_index_are_regenerated_from_the_json(tmp_path):
     (folder / "results.json").write_text(json.dumps(raw))
     page = render(folder / "results.json").read_text()
     assert main_table(raw) in page and not math.isclose(scalar_table(raw)[1]["a"]["top-1"][0], 0.10)
+
+
+# ---- the committed results ---------------------------------------------------------------
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+COMMITTED = sorted(DOCS.glob("results/*/results.json"))
+
+
+@pytest.mark.parametrize("raw_path", COMMITTED, ids=[p.parent.name for p in COMMITTED])
+def test_committed_pages_match_their_json_and_the_current_config(raw_path):
+    """docs/results is generated: its tables are what the raw JSON gives, and the JSON came from
+    the experiment as configured now (same arms, steps and seeds)."""
+    raw = json.loads(raw_path.read_text())
+    table = main_table(raw)
+    assert table in (raw_path.parent / "README.md").read_text()
+    assert table in (DOCS / "results.md").read_text()
+    cfg = plain(load_experiment(raw_path.parent.name))
+    for key in ("seeds", "arms", "evals", "expect", "step_scale", "base_train", "train"):
+        stored, now = raw["experiment"][key], cfg[key]
+        if key in ("base_train", "train", "evals"):  # absolute paths differ between checkouts
+            stored, now = (json.dumps(x).replace(raw["experiment"]["corpus_dir"], "<corpus>") for x in (stored, now))
+            now = now.replace(cfg["corpus_dir"], "<corpus>")
+        assert stored == now, f"{raw_path} is stale for {key}: rerun `rexbert experiment {raw_path.parent.name}`"
