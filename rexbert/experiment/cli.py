@@ -3,7 +3,8 @@
     rexbert experiment --list                      # the experiments in conf/experiment/
     rexbert experiment domain_annealing            # train + evaluate what is not done, write docs/results/
     rexbert experiment objective 'seeds=[0,1]' step_scale=0.1 output=/tmp/objective
-    rexbert experiment report domain_annealing     # the page again, from docs/results/<name>/results.json
+    rexbert experiment report domain_annealing     # the page again from docs/results/<name>/results.json
+                                                   # (numbers from the JSON; claim/setting/caveat text from the config)
     rexbert experiment index                       # docs/results.md again, from every results.json
 
 Rerunning an interrupted experiment picks up where it stopped: finished training runs and
@@ -32,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{name:20s} {cfg.title} — {cfg.paper}")
             return 0
         if argv[0] == "report":
-            from rexbert.experiment.results import RAW, render, write_index
+            from rexbert.experiment.results import RAW, refresh_prose, render, write_index
 
             cfg = load_experiment(argv[1], argv[2:]) if len(argv) > 1 else None
             if cfg is None:
@@ -40,6 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raw = Path(cfg.output) / RAW
             if not raw.is_file():
                 raise ExperimentError(f"{raw} does not exist: run `rexbert experiment {cfg.name}` first")
+            refresh_prose(raw, cfg)
             print(render(raw))
             if cfg.index:
                 print(write_index(Path(cfg.index), Path(cfg.output).parent))

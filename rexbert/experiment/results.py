@@ -55,6 +55,19 @@ def write_results(cfg, plans: dict) -> Path:
     return page
 
 
+PROSE = ("title", "paper", "claim", "setting", "caveat")
+
+
+def refresh_prose(raw_path: Path, cfg) -> None:
+    """Take the experiment's wording (title, claim, setting, caveat) from the current config into
+    its results.json; the measured numbers and the run settings stay as they were."""
+    raw = json.loads(Path(raw_path).read_text())
+    raw["experiment"].update({key: getattr(cfg, key) for key in PROSE})
+    tmp = Path(raw_path).with_suffix(".tmp")
+    tmp.write_text(json.dumps(raw, indent=1, default=float))
+    tmp.replace(raw_path)
+
+
 def machine() -> dict[str, Any]:
     import torch
 
