@@ -157,14 +157,16 @@ def verdicts(raw: dict) -> list[dict[str, Any]]:
             outcome = "disagrees"
         else:
             outcome = "inconclusive (the interval spans zero)"
-        out.append({**ex, "difference": diff["mean"], "ci95": diff["ci95"], "n": diff["n"], "outcome": outcome})
+        wins = sum(b > t for b, t in zip(better, than))
+        out.append({**ex, "difference": diff["mean"], "ci95": diff["ci95"], "n": diff["n"], "wins": wins,
+                    "outcome": outcome})
     return out
 
 
 def verdict_lines(raw: dict) -> list[str]:
     labels = {a["name"]: a["label"] for a in raw["experiment"]["arms"]}
     return [f"{labels[v['better']]} − {labels[v['than']]} on {v['metric']}: {v['difference']:+.4f}"
-            + ("" if math.isnan(v["ci95"]) else f" ± {v['ci95']:.4f}") + f" (paired over {v['n']} seeds): "
+            + ("" if math.isnan(v["ci95"]) else f" ± {v['ci95']:.4f}") + f" (paired over {v['n']} seeds; ahead on {v['wins']} of {v['n']}): "
             f"**{v['outcome']}** with the paper." for v in verdicts(raw)]
 
 
