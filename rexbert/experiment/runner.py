@@ -14,6 +14,7 @@ Work layout (``work_dir``)::
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -104,6 +105,8 @@ def run_eval(cfg: ExperimentConfig, ev: EvalConfig, model: Path, out: Path) -> N
     model_field = config_field(config_cls, MODEL_FIELDS, "model path", ev.task)
     out_field = config_field(config_cls, OUTPUT_FIELDS, "output path", ev.task)
     overrides = [*ev.overrides, *cfg.eval_extra.get(ev.task, []), f"{model_field}={model}", f"{out_field}={out}"]
+    if any(f.name == "num_threads" for f in dataclasses.fields(config_cls)):
+        overrides.append(f"num_threads={cfg.num_threads}")  # a run setting, like the trainer's
     run(load_task_config(ev.task, overrides))
     if not out.is_file():
         raise ExperimentError(f"eval {ev.name} ({ev.task}) wrote no result at {out}")
