@@ -2,8 +2,10 @@
 
 Forward FLOPs per token and layer: 2·(4H² + 3HF) for the QKV, output, and GeGLU MLP
 matmuls (fc1 is H → 2F) plus 4·H·c for attention scores and values over c attended keys
-(c = the piece length on global layers, min(piece, window + 1) on local ones). The MLM head
-runs on predicted positions only: 2·(H² + H·V) each. Training = 3 × forward.
+(c = the piece length on global layers, min(piece, window + 1) on local ones; no causal
+halving for CLM). The MLM head runs on predicted positions only: 2·(H² + H·V) each.
+Training = 3 × forward, i.e. 6·N_non-embedding per token + attention + head. Pass the real
+pieces only (``rexbert.data.collate.document_lengths``: no FP8 padding segment).
 """
 
 from __future__ import annotations
