@@ -143,10 +143,9 @@ def test_committed_pages_match_their_json_and_the_current_config(raw_path):
     assert table in (DOCS / "results.md").read_text()
     cfg = plain(load_experiment(raw_path.parent.name))
     for key in ("seeds", "arms", "evals", "expect", "step_scale", "base_train", "train"):
-        stored, now = raw["experiment"][key], cfg[key]
-        if key in ("base_train", "train", "evals"):  # absolute paths differ between checkouts
-            stored, now = (json.dumps(x).replace(raw["experiment"]["corpus_dir"], "<corpus>") for x in (stored, now))
-            now = now.replace(cfg["corpus_dir"], "<corpus>")
-            # thread counts are run settings (taken from the experiment's num_threads), not results
-            stored, now = (re.sub(r', "num_threads=\d+"', "", x) for x in (stored, now))
+        # absolute corpus paths differ between checkouts; thread counts are run settings
+        # (the experiment's num_threads), not results
+        stored, now = (json.dumps(x).replace(root, "<corpus>") for x, root in
+                       ((raw["experiment"][key], raw["experiment"]["corpus_dir"]), (cfg[key], cfg["corpus_dir"])))
+        stored, now = (re.sub(r', "num_threads=\d+"', "", x) for x in (stored, now))
         assert stored == now, f"{raw_path} is stale for {key}: rerun `rexbert experiment {raw_path.parent.name}`"
